@@ -1,0 +1,75 @@
+"""Agent servers: drive a model through an environment's tools.
+
+``POST /run`` takes a data row and returns the verified rollout (seed -> episode -> verify);
+``POST /v1/responses`` runs one episode and returns it as a Response whose ``output`` is every
+item generated along the way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import Response as HTTPResponse
+
+from ngym.config.schema import ServerConfig
+from ngym.errors import RolloutError
+from ngym.server.base import Server, json_response
+from ngym.server.client import Cookies
+from ngym.wire.responses import Response, ResponseCreateParams
+from ngym.wire.rows import RunRequest, dump
+
+
+@dataclass(slots=True)
+class Episode:
+    """One finished episode and the cookies (sessions) it ended with."""
+
+    response: Response
+    resources_cookies: Cookies = field(default_factory=dict)
+    model_cookies: Cookies = field(default_factory=dict)
+
+
+class Agent(Server[ServerConfig]):
+    """Base of agents: implement :meth:`episode` and :meth:`run`."""
+
+    server_type = "responses_api_agents"
+
+    def setup_webserver(self) -> FastAPI:
+        app = super().setup_webserver()
+
+        @app.post("/v1/responses")
+        async def responses(body: ResponseCreateParams, request: Request) -> HTTPResponse:
+            episode = await self.episode(body, dict(request.cookies))
+            out = json_response(dump(episode.response))
+            for name, value in {**episode.model_cookies, **episode.resources_cookies}.items():
+                out.set_cookie(name, value, httponly=True, samesite="lax")
+            return out
+
+        @app.post("/run")
+        async def run(body: RunRequest, request: Request) -> HTTPResponse:
+            return json_response(await self.run(body, dict(request.cookies)))
+
+        return app
+
+    async def episode(self, body: ResponseCreateParams, resources_cookies: Cookies) -> Episode:
+        raise NotImplementedError
+
+    async def run(self, body: RunRequest, cookies: Cookies) -> dict[str, object]:
+        raise NotImplementedError
+
+
+def upstream_error(what: str, server: str, response: httpx.Response, kind: str) -> RolloutError:
+    """A typed failure for a non-2xx answer from another server (429 and 5xx are retryable)."""
+    status = response.status_code
+    text = response.text[:2000]
+    retryable = status == 429 or status >= 500
+    return RolloutError(
+        f"{what} on {server!r} answered HTTP {status}: {text}",
+        kind=kind,
+        retryable=retryable,
+        status=502 if status >= 500 else (status if status == 429 else 502),
+    )
+
+
+SimpleResponsesAPIAgent = Agent

@@ -1,0 +1,29 @@
+"""ng_help: list the ng_* commands."""
+
+from __future__ import annotations
+
+import importlib
+
+from ngym.cli.common import entrypoint
+
+COMMANDS = {
+    "ng_run": "ngym.cli.run",
+    "ng_collect_rollouts": "ngym.cli.collect",
+    "ng_status": "ngym.cli.status",
+    "ng_dump_config": "ngym.cli.dump_config",
+    "ng_version": "ngym.cli.version",
+    "ng_help": "ngym.cli.help",
+}
+
+
+@entrypoint("ng_help", "List the ngym commands. Each one prints its own help with +help=true or --help.")
+def main(argv: list[str]) -> int:
+    print("ngym commands (each takes +help=true):\n")
+    for command, module in COMMANDS.items():
+        if command == "ng_help":
+            summary = "list these commands"
+        else:
+            text = " ".join(getattr(importlib.import_module(module), "SUMMARY", "").split("\n\n")[0].split())
+            summary = text.split(". ")[0].rstrip(".:")
+        print(f"  {command:<22} {summary}")
+    return 0

@@ -1,0 +1,44 @@
+"""ng_run: start every server of the configured environments and keep them running."""
+
+from __future__ import annotations
+
+import sys
+
+from ngym.cli.common import ignore_signals, entrypoint, load
+from ngym.config.deployment import build_deployment
+from ngym.launcher import Launcher
+
+SUMMARY = """\
+Start the head server and one process per server instance found in the config files, wait until
+every server answers, print where each one listens, and keep them running until Ctrl-C (or
+SIGTERM), which stops them all. Example:
+
+  ng_run "+config_paths=[responses_api_models/openai_model/configs/openai_model.yaml,\\
+resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml]"
+
+Put policy_base_url, policy_api_key and policy_model_name in env.yaml (or pass them as +key=value).
+Optional: +head_server.port=11000, +default_host=127.0.0.1, +startup_timeout_s=180."""
+
+
+@entrypoint("ng_run", SUMMARY, usage='"+config_paths=[a.yaml,b.yaml]" [+key=value ...]')
+def main(argv: list[str]) -> int:
+    cfg, pc = load(argv)
+    deployment = build_deployment(cfg, pc.sources)
+    if not deployment.servers:
+        print("error: no server instances in the config. Pass \"+config_paths=[...]\" with at least one server.", file=sys.stderr)
+        return 2
+    launcher = Launcher(deployment, startup_timeout_s=float(cfg.get("startup_timeout_s", 180)))
+    try:
+        launcher.start()
+        print(launcher.table(), flush=True)
+        print(
+            f"All {len(deployment.servers)} servers ready in {launcher.ready_after_s:.2f} s. "
+            f"Head server: {deployment.head.url}. Ctrl-C stops everything.",
+            flush=True,
+        )
+        launcher.run_forever()
+    finally:
+        ignore_signals()
+        launcher.stop()
+        print("ngym: all servers stopped.", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,47 @@
+"""ng_status: which servers of the running deployment answer."""
+
+from __future__ import annotations
+
+import httpx
+
+from ngym.cli.common import entrypoint, load
+from ngym.config.schema import HeadServerConfig
+
+SUMMARY = """\
+Ask the head server (default 127.0.0.1:11000; +head_server.port=... for another) for its servers
+and check that each one answers."""
+
+
+def _uptime(seconds: float) -> str:
+    m, s = divmod(seconds, 60)
+    h, m = divmod(int(m), 60)
+    d, h = divmod(h, 24)
+    return f"{d}d {h}h {m}m {s:.1f}s"
+
+
+@entrypoint("ng_status", SUMMARY)
+def main(argv: list[str]) -> int:
+    cfg, _ = load(argv)
+    head = HeadServerConfig.model_validate(cfg.get("head_server") or {})
+    with httpx.Client(timeout=5.0, trust_env=False) as http:
+        try:
+            instances = http.get(f"{head.url}/server_instances").json()
+        except httpx.HTTPError:
+            print(f"No ngym deployment answers at {head.url}. Start one with ng_run \"+config_paths=[...]\".")
+            return 1
+        healthy = 0
+        for i, inst in enumerate(instances, start=1):
+            try:
+                http.get(inst["url"] + "/", timeout=2.0)
+                ok, status = True, "ok"
+            except httpx.TimeoutException:
+                ok, status = False, "timeout"
+            except httpx.HTTPError:
+                ok, status = False, "connection_error"
+            healthy += ok
+            print(
+                f"{i:>2} {'✓' if ok else '✗'} {inst['name']:<45} {inst['kind']:<9} {inst['url']:<24} "
+                f"pid {inst['pid']:<7} up {_uptime(inst['uptime_seconds'])} {'' if ok else status}"
+            )
+    print(f"{healthy} healthy, {len(instances) - healthy} unhealthy")
+    return 0 if healthy == len(instances) else 1

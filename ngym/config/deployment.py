@@ -1,0 +1,270 @@
+"""From a merged config to a deployment: which server instances exist, where they listen, and
+whether their references to each other hold.
+
+A server instance is a top-level key (not reserved) shaped ``name: {type: {impl: {entrypoint: ...}}}``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pydantic import ValidationError
+
+from ngym.config.paths import PARENT_DIR
+from ngym.config.schema import RESERVED_KEYS, SERVER_TYPES, HeadServerConfig, ServerConfig
+from ngym.errors import AlmostServerError, PortError, ServerRefError, ServerTypeError
+
+KIND_NAMES = {
+    "resources_servers": "resources",
+    "responses_api_agents": "agent",
+    "responses_api_models": "model",
+}
+
+
+@dataclass(slots=True)
+class ServerSpec:
+    """One server instance to run."""
+
+    name: str
+    type: str
+    impl: str
+    entrypoint: str
+    host: str
+    port: int
+    dir: Path
+    source: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return KIND_NAMES[self.type]
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(slots=True)
+class Deployment:
+    """The resolved deployment: the config every server sees, and its server instances."""
+
+    config: DictConfig
+    servers: dict[str, ServerSpec] = field(default_factory=dict)
+    head: HeadServerConfig = field(default_factory=HeadServerConfig)
+
+    def of_type(self, server_type: str) -> list[ServerSpec]:
+        return [s for s in self.servers.values() if s.type == server_type]
+
+    def agents(self) -> list[ServerSpec]:
+        return self.of_type("responses_api_agents")
+
+    def to_yaml(self) -> str:
+        return OmegaConf.to_yaml(self.config)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=False)
+    return node
+
+
+def _looks_like_server(value: Any) -> bool:
+    """``{something: {impl: {entrypoint: ...}}}``: the shape of an instance, whatever the type key."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (inner,) = value.values()
+    return isinstance(inner, dict) and any(isinstance(v, dict) and "entrypoint" in v for v in inner.values())
+
+
+def _where(name: str, sources: dict[str, str]) -> str:
+    return f" (defined in {sources[name]})" if name in sources else ""
+
+
+def _find_instances(cfg: DictConfig, sources: dict[str, str]) -> tuple[dict[str, tuple[str, str, dict[str, Any]]], list[str]]:
+    found: dict[str, tuple[str, str, dict[str, Any]]] = {}
+    problems: list[str] = []
+    for key in cfg:
+        name = str(key)
+        if name in RESERVED_KEYS or name.startswith("_"):
+            continue
+        value = _plain(cfg._get_node(name))
+        if not isinstance(value, dict):
+            continue
+        types = [t for t in value if t in SERVER_TYPES]
+        if not types:
+            if _looks_like_server(value):
+                (bad,) = value.keys()
+                close = difflib.get_close_matches(str(bad), SERVER_TYPES, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ServerTypeError(
+                    f"Instance {name!r}{_where(name, sources)} has server type {bad!r}, which does not exist.{hint} "
+                    f"Server types: {', '.join(SERVER_TYPES)}."
+                )
+            continue
+        if len(value) != 1:
+            problems.append(f"{name}: an instance holds exactly one server type, found {sorted(map(str, value))}")
+            continue
+        server_type = types[0]
+        impls = value[server_type]
+        if not isinstance(impls, dict) or len(impls) != 1:
+            found_impls = sorted(impls) if isinstance(impls, dict) else impls
+            problems.append(
+                f"{name}{_where(name, sources)} -> {server_type}: exactly one implementation expected, "
+                f"found {found_impls!r}"
+            )
+            continue
+        ((impl, body),) = impls.items()
+        if not isinstance(body, dict) or "entrypoint" not in body:
+            problems.append(
+                f"{name}{_where(name, sources)} -> {server_type} -> {impl}: no 'entrypoint'. If this comes from an "
+                f"override, check the instance name; instances need entrypoint: app.py"
+            )
+            continue
+        found[name] = (server_type, str(impl), body)
+    return found, problems
+
+
+def _check_instance(name: str, server_type: str, impl: str, body: dict[str, Any]) -> list[str]:
+    errors: list[str] = []
+    try:
+        ServerConfig.model_validate({**body, "name": name})
+    except ValidationError as e:
+        for err in e.errors():
+            loc = " -> ".join(str(p) for p in (name, server_type, impl, *err["loc"]))
+            errors.append(f"{loc}: {err['msg']}")
+    if server_type == "resources_servers" and not body.get("domain"):
+        errors.append(
+            f"{name} -> {server_type} -> {impl} -> domain: resources servers need a domain "
+            f"(one of math, coding, agent, knowledge, instruction_following, long_context, safety, games, "
+            f"translation, e2e, rlhf, other)"
+        )
+    return errors
+
+
+def _check_refs(found: dict[str, tuple[str, str, dict[str, Any]]], sources: dict[str, str]) -> None:
+    for name, (server_type, impl, body) in found.items():
+        for key, value in body.items():
+            if not (isinstance(value, dict) and set(value) == {"type", "name"}):
+                continue
+            ref_type, ref_name = value["type"], value["name"]
+            target = found.get(ref_name)
+            if target is not None and target[0] == ref_type:
+                continue
+            same_type = sorted(n for n, (t, _, _) in found.items() if t == ref_type)
+            close = difflib.get_close_matches(str(ref_name), same_type, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            if ref_type not in SERVER_TYPES:
+                detail = f"type {ref_type!r} is not a server type ({', '.join(SERVER_TYPES)})"
+            elif target is not None:
+                detail = f"{ref_name!r} is a {target[0]} instance, not {ref_type}"
+            else:
+                detail = f"no {ref_type} instance is named {ref_name!r}"
+            raise ServerRefError(
+                f"{name}{_where(name, sources)} -> {server_type} -> {impl} -> {key}: {detail}.{hint} "
+                f"{ref_type} instances in this config: {same_type or 'none'}. "
+                f"Add the config file that defines it to config_paths, or fix the name."
+            )
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host if host not in ("", "localhost") else "127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_free_port(host: str, low: int, high: int, taken: set[int], rng: random.Random | None = None) -> int:
+    rng = rng or random.SystemRandom()  # type: ignore[assignment]
+    assert rng is not None
+    for _ in range(200):
+        port = rng.randint(low, high)
+        if port not in taken and _port_is_free(host, port):
+            return port
+    raise PortError(
+        f"Found no free port in {low}-{high} after 200 tries. Set port_range_low/port_range_high to a freer range."
+    )
+
+
+def _server_dir(server_type: str, impl: str, entrypoint: str) -> Path:
+    here = Path.cwd() / server_type / impl
+    if (here / entrypoint).is_file():
+        return here
+    return PARENT_DIR / server_type / impl
+
+
+def build_deployment(
+    cfg: DictConfig, sources: dict[str, str] | None = None, *, assign_ports: bool = True
+) -> Deployment:
+    """Validate every server instance and reference, fill hosts and ports into ``cfg``."""
+    sources = sources or {}
+    found, problems = _find_instances(cfg, sources)
+    for name, (server_type, impl, body) in found.items():
+        problems.extend(_check_instance(name, server_type, impl, body))
+    if problems and bool(cfg.get("error_on_almost_servers", True)):
+        raise AlmostServerError(
+            "Found server instance(s) with errors; nothing was started:\n  - "
+            + "\n  - ".join(problems)
+            + "\nFix the config (or set +error_on_almost_servers=false to skip these instances)."
+        )
+    bad = {p.split(" ")[0].split(":")[0] for p in problems}
+    found = {n: v for n, v in found.items() if n not in bad}
+    _check_refs(found, sources)
+
+    default_host = str(cfg.get("default_host") or "127.0.0.1")
+    head = HeadServerConfig.model_validate(
+        {"host": default_host, **(OmegaConf.to_container(cfg.head_server, resolve=True) if "head_server" in cfg else {})}  # type: ignore[dict-item]
+    )
+    cfg.head_server = {"host": head.host, "port": head.port}
+    low, high = int(cfg.get("port_range_low", 10001)), int(cfg.get("port_range_high", 20000))
+    taken: dict[int, str] = {head.port: "head_server"}
+    deployment = Deployment(config=cfg, head=head)
+    for name, (server_type, impl, body) in found.items():
+        node = cfg[name][server_type][impl]
+        host = str(node.get("host") or default_host)
+        port = int(node.get("port") or 0)
+        if port:
+            if port in taken:
+                raise PortError(
+                    f"Port {port} is set for both {taken[port]!r} and {name!r}{_where(name, sources)}. "
+                    f"Give each instance its own port, or remove 'port' to have one assigned."
+                )
+        elif assign_ports:
+            port = pick_free_port(host, low, high, set(taken))
+        taken[port] = name
+        node.host = host
+        node.port = port
+        entrypoint = str(body["entrypoint"])
+        deployment.servers[name] = ServerSpec(
+            name=name,
+            type=server_type,
+            impl=impl,
+            entrypoint=entrypoint,
+            host=host,
+            port=port,
+            dir=_server_dir(server_type, impl, entrypoint),
+            source=sources.get(name),
+        )
+    cfg.disallowed_ports = sorted(taken)
+    return deployment
+
+
+def check_ports_free(deployment: Deployment) -> None:
+    """Fail before anything starts if a port the deployment needs is already taken."""
+    wanted = [("head_server", deployment.head.host, deployment.head.port)]
+    wanted += [(s.name, s.host, s.port) for s in deployment.servers.values()]
+    for name, host, port in wanted:
+        if not _port_is_free(host, port):
+            raise PortError(
+                f"Port {port} for {name!r} is already in use (is another ng_run running? `ng_status` shows it). "
+                f"Stop that process, or choose another port: +head_server.port=... / a different 'port' in the config."
+            )

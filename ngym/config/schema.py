@@ -1,0 +1,106 @@
+"""Pydantic models of the YAML a user writes: server instances and their datasets."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SERVER_TYPES = ("resources_servers", "responses_api_agents", "responses_api_models")
+ServerType = Literal["resources_servers", "responses_api_agents", "responses_api_models"]
+
+#: top-level keys that are never server instances
+RESERVED_KEYS = frozenset(
+    {
+        "config_paths", "entrypoint", "default_host", "head_server", "disallowed_ports", "head_server_deps",
+        "python_version", "pip_install_verbose", "use_absolute_ip", "uv_pip_set_python", "skip_venv_if_present",
+        "hf_token", "ray_head_node_address", "port_range_low", "port_range_high", "dry_run", "uv_cache_dir",
+        "uv_venv_dir", "error_on_almost_servers", "policy_base_url", "policy_api_key", "policy_model_name",
+    }
+)
+
+
+class Domain(str, Enum):
+    math = "math"
+    coding = "coding"
+    agent = "agent"
+    knowledge = "knowledge"
+    instruction_following = "instruction_following"
+    long_context = "long_context"
+    safety = "safety"
+    games = "games"
+    translation = "translation"
+    e2e = "e2e"
+    rlhf = "rlhf"
+    other = "other"
+
+
+License = Literal[
+    "Apache 2.0",
+    "MIT",
+    "Creative Commons Attribution 4.0 International",
+    "Creative Commons Attribution-ShareAlike 4.0 International",
+    "NVIDIA Internal Use Only, Do Not Distribute",
+    "TBD",
+    "GNU General Public License v3.0",
+]
+
+
+class DatasetConfig(BaseModel):
+    """One dataset attached to an agent instance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    type: Literal["train", "validation", "example"]
+    jsonl_fpath: str
+    num_repeats: int = Field(default=1, ge=1)
+    gitlab_identifier: dict[str, Any] | None = None
+    huggingface_identifier: dict[str, Any] | None = None
+    license: License | None = None
+
+    @model_validator(mode="after")
+    def _license_for_training_data(self) -> DatasetConfig:
+        if self.type in ("train", "validation") and self.license is None:
+            raise ValueError(f"dataset {self.name!r} of type {self.type!r} needs a license (e.g. license: Apache 2.0)")
+        return self
+
+
+class ServerConfig(BaseModel):
+    """Settings every server instance has; implementations subclass this with their own keys.
+
+    ``name`` is the instance name (the top-level YAML key). Unknown keys are kept.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = ""
+    entrypoint: str
+    host: str | None = None
+    port: int | None = None
+    num_workers: int | None = None
+    domain: Domain | None = None
+    datasets: list[DatasetConfig] | None = None
+
+
+class ServerRef(BaseModel):
+    """A reference from one instance to another: ``{type: <server type>, name: <instance>}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ServerType
+    name: str
+
+
+class HeadServerConfig(BaseModel):
+    """Where the head server listens (the reference's ``BaseServerConfig``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    host: str = "127.0.0.1"
+    port: int = 11000
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"

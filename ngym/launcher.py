@@ -1,0 +1,288 @@
+"""Start, watch and stop a deployment: the head server plus one process per server instance.
+
+*Where* a server runs is behind :class:`Placement` (today: :class:`LocalProcesses`, child
+processes of this one); the rest of the launcher only starts, polls and stops handles.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import httpx
+import uvicorn
+from omegaconf import OmegaConf
+
+from ngym.config.deployment import Deployment, ServerSpec, check_ports_free
+from ngym.config.paths import PARENT_DIR
+from ngym.errors import DeploymentError
+from ngym.server.base import CONFIG_ENV, INSTANCE_ENV
+from ngym.server.head import build_head_app
+from ngym.server.sessions import SECRET_ENV
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+class Handle(Protocol):
+    spec: ServerSpec
+    pid: int | None
+    started_at: float
+
+    def returncode(self) -> int | None: ...
+    def log_tail(self) -> list[str]: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
+    def wait(self, timeout: float) -> int | None: ...
+
+
+class Placement(Protocol):
+    def start(self, spec: ServerSpec, env: dict[str, str]) -> Handle: ...
+
+
+@dataclass
+class ProcessHandle:
+    spec: ServerSpec
+    process: subprocess.Popen[bytes]
+    out: IO[str]
+    started_at: float = field(default_factory=time.time)
+    tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=30))
+
+    def __post_init__(self) -> None:
+        self._pump = threading.Thread(target=self._pump_logs, name=f"log-{self.spec.name}", daemon=True)
+        self._pump.start()
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def _pump_logs(self) -> None:
+        assert self.process.stdout is not None
+        prefix = f"({self.spec.name}) "
+        for raw in self.process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.tail.append(line)
+            try:
+                self.out.write(prefix + line + "\n")
+                self.out.flush()
+            except (ValueError, OSError):
+                pass
+
+    def returncode(self) -> int | None:
+        return self.process.poll()
+
+    def log_tail(self) -> list[str]:
+        self._pump.join(timeout=0.5) if self.process.poll() is not None else None
+        return list(self.tail)
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def wait(self, timeout: float) -> int | None:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+class LocalProcesses:
+    """Each server is a child process of the launcher, in the launcher's Python environment."""
+
+    def __init__(self, out: IO[str] | None = None) -> None:
+        self.out = out or sys.stdout
+
+    def start(self, spec: ServerSpec, env: dict[str, str]) -> Handle:
+        entry = spec.dir / spec.entrypoint
+        if not entry.is_file():
+            raise DeploymentError(
+                f"{spec.name}: entrypoint {str(entry)!r} does not exist. Check '{spec.type}/{spec.impl}' and "
+                f"'entrypoint' in {spec.source or 'the config'}."
+            )
+        python_path = os.pathsep.join(p for p in (str(spec.dir), str(PARENT_DIR), env.get("PYTHONPATH", "")) if p)
+        process = subprocess.Popen(
+            [sys.executable, "-u", spec.entrypoint],
+            cwd=spec.dir,
+            env={**env, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        return ProcessHandle(spec, process, self.out)
+
+
+class Launcher:
+    """Runs one deployment. ``start()`` returns when every server answers; ``stop()`` leaves no
+    process behind. Usable from a CLI (``ng_run``) or from Python (trainers, one-shot collection)."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        placement: Placement | None = None,
+        out: IO[str] | None = None,
+        startup_timeout_s: float = 180.0,
+    ) -> None:
+        self.deployment = deployment
+        self.out = out or sys.stdout
+        self.placement = placement or LocalProcesses(self.out)
+        self.startup_timeout_s = startup_timeout_s
+        self.handles: dict[str, Handle] = {}
+        self._head: uvicorn.Server | None = None
+        self._head_thread: threading.Thread | None = None
+        self._stopping = False
+
+    # ---- start -------------------------------------------------------------------------------
+
+    def _child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env[CONFIG_ENV] = OmegaConf.to_yaml(self.deployment.config)
+        env.setdefault(SECRET_ENV, secrets.token_hex(32))
+        env.pop("NEMO_GYM_CONFIG_DICT", None)
+        return env
+
+    def _start_head(self) -> None:
+        app = build_head_app(self.deployment, self.instances)
+        config = uvicorn.Config(
+            app, host=self.deployment.head.host, port=self.deployment.head.port, log_level="warning", access_log=False
+        )
+        self._head = uvicorn.Server(config)
+        self._head.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._head_thread = threading.Thread(target=self._head.run, name="ngym-head", daemon=True)
+        self._head_thread.start()
+
+    def start(self) -> None:
+        check_ports_free(self.deployment)
+        t0 = time.monotonic()
+        env = self._child_env()
+        os.environ.setdefault(SECRET_ENV, env[SECRET_ENV])
+        try:
+            self._start_head()
+            for spec in self.deployment.servers.values():
+                self.handles[spec.name] = self.placement.start(spec, {**env, INSTANCE_ENV: spec.name})
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self.ready_after_s = time.monotonic() - t0
+
+    def _wait_ready(self) -> None:
+        pending = {"head_server": self.deployment.head.url, **{n: s.url for n, s in self.deployment.servers.items()}}
+        deadline = time.monotonic() + self.startup_timeout_s
+        with httpx.Client(timeout=2.0, trust_env=False) as http:
+            while pending:
+                self.raise_if_died()
+                for name, url in list(pending.items()):
+                    try:
+                        http.get(url + "/")
+                    except httpx.HTTPError:
+                        continue
+                    del pending[name]
+                if not pending:
+                    break
+                if time.monotonic() > deadline:
+                    raise DeploymentError(
+                        f"Servers not ready after {self.startup_timeout_s:g} s: {sorted(pending)}. Their logs are above; "
+                        f"raise +startup_timeout_s=... if they are just slow."
+                    )
+                time.sleep(0.05)
+
+    # ---- watch -------------------------------------------------------------------------------
+
+    def raise_if_died(self) -> None:
+        for name, handle in self.handles.items():
+            code = handle.returncode()
+            if code is not None and not self._stopping:
+                tail = "\n".join(f"    {line}" for line in handle.log_tail()[-15:]) or "    (no output)"
+                raise DeploymentError(
+                    f"Server {name!r} ({handle.spec.type}/{handle.spec.impl}) exited with code {code}. "
+                    f"Its last log lines:\n{tail}"
+                )
+
+    def instances(self) -> list[dict[str, Any]]:
+        now = time.time()
+        rows = []
+        for name, spec in self.deployment.servers.items():
+            handle = self.handles.get(name)
+            alive = handle is not None and handle.returncode() is None
+            rows.append(
+                {
+                    "name": name,
+                    "server_type": spec.type,
+                    "kind": spec.kind,
+                    "process_name": f"{name}[{spec.impl}]",
+                    "entrypoint": spec.entrypoint,
+                    "dir_path": str(spec.dir),
+                    "config_path": spec.source,
+                    "host": spec.host,
+                    "port": spec.port,
+                    "url": spec.url,
+                    "pid": handle.pid if handle else None,
+                    "status": "running" if alive else "exited",
+                    "start_time": handle.started_at if handle else None,
+                    "uptime_seconds": now - handle.started_at if handle else 0.0,
+                }
+            )
+        return rows
+
+    def table(self) -> str:
+        rows = [("NAME", "KIND", "URL", "PID")]
+        rows += [(r["name"], r["kind"], r["url"], str(r["pid"])) for r in self.instances()]
+        rows.append(("head_server", "head", self.deployment.head.url, str(os.getpid())))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+    def run_forever(self, poll_s: float = 0.5) -> None:
+        while True:
+            self.raise_if_died()
+            time.sleep(poll_s)
+
+    # ---- stop --------------------------------------------------------------------------------
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop every server (SIGTERM, then SIGKILL after ``grace_s``) and the head server."""
+        self._stopping = True
+        for handle in self.handles.values():
+            handle.terminate()
+        deadline = time.monotonic() + grace_s
+        for handle in self.handles.values():
+            if handle.wait(max(0.0, deadline - time.monotonic())) is None:
+                handle.kill()
+                handle.wait(2.0)
+        if self._head is not None:
+            self._head.should_exit = True
+            if self._head_thread is not None:
+                self._head_thread.join(timeout=5.0)
+        self._head = None
+
+    def __enter__(self) -> Launcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def pid_file(deployment: Deployment) -> Path:
+    return Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp")) / f"ngym-{deployment.head.port}.pid"

@@ -1,0 +1,190 @@
+"""The base every server derives from: typed config, a FastAPI app, sessions, errors as JSON.
+
+A server module ends with ``if __name__ == "__main__": MyServer.run_webserver()``; ``ng_run``
+starts it with the deployment's config in ``NGYM_CONFIG_DICT`` and the instance name in
+``NGYM_INSTANCE``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import sys
+import traceback
+import typing
+from typing import Any, ClassVar, Generic, TypeVar
+
+import orjson
+from fastapi import FastAPI
+from fastapi.responses import Response
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ngym.config.schema import ServerConfig
+from ngym.errors import ConfigError, NgymError, RolloutError
+from ngym.server.client import ServerClient
+from ngym.server.sessions import SessionMiddleware
+
+CONFIG_ENV = "NGYM_CONFIG_DICT"
+INSTANCE_ENV = "NGYM_INSTANCE"
+
+C = TypeVar("C", bound=ServerConfig)
+
+log = logging.getLogger("ngym.server")
+
+
+class ErrorMiddleware:
+    """Inside the session middleware, so an error response still carries the session cookie.
+
+    Any exception becomes ``500 {"error": "<Type>: <message>", "server": "<instance>"}``.
+    """
+
+    def __init__(self, app: ASGIApp, server_name: str) -> None:
+        self.app = app
+        self.server_name = server_name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as e:  # noqa: BLE001 - every failure must become a response
+            if isinstance(e, RolloutError):
+                log.warning("%s: %s", self.server_name, e)
+            else:
+                traceback.print_exc()
+            if started:
+                raise
+
+            payload: dict[str, Any] = {"error": f"{type(e).__name__}: {e}", "server": self.server_name}
+            status = 500
+            if isinstance(e, RolloutError):
+                payload.update(error=str(e), kind=e.kind, retryable=e.retryable)
+                status = e.status
+            body = orjson.dumps(payload)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+
+
+def json_response(payload: Any, status_code: int = 200) -> Response:
+    """A JSON response serialised once with orjson (no response-model validation on the hot path)."""
+    return Response(orjson.dumps(payload), status_code=status_code, media_type="application/json")
+
+
+def section_of(global_config: DictConfig, name: str) -> tuple[str, str, dict[str, Any]]:
+    """(server type, implementation, resolved settings) of one instance."""
+    if name not in global_config:
+        raise ConfigError(f"Instance {name!r} is not in the deployment config.")
+    node = global_config[name]
+    ((server_type, impls),) = node.items()
+    ((impl, _),) = impls.items()
+    try:
+        settings = OmegaConf.to_container(global_config[name][server_type][impl], resolve=True)
+    except InterpolationKeyError as e:
+        missing = str(e).split("'")[1] if "'" in str(e) else str(e)
+        raise ConfigError(
+            f"{name} -> {server_type} -> {impl} uses ${{{missing}}}, which is not set. Put `{missing}: ...` in "
+            f"env.yaml or pass +{missing}=... on the command line."
+        ) from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{name} -> {server_type} -> {impl}: cannot resolve the config: {e}") from None
+    assert isinstance(settings, dict)
+    return str(server_type), str(impl), {str(k): v for k, v in settings.items()}
+
+
+class Server(Generic[C]):
+    """Base of resources servers, agents and model servers.
+
+    Subclasses annotate ``config`` with their own :class:`ServerConfig` subclass; ``run_webserver``
+    validates the instance's YAML section against it.
+    """
+
+    config: C
+    server_type: ClassVar[str] = ""
+
+    def __init__(self, config: C, server_client: ServerClient) -> None:
+        self.config = config
+        self.server_client = server_client
+
+    @classmethod
+    def config_type(cls) -> type[ServerConfig]:
+        hints = typing.get_type_hints(cls)
+        found = hints.get("config", ServerConfig)
+        return found if isinstance(found, type) and issubclass(found, ServerConfig) else ServerConfig
+
+    def setup_webserver(self) -> FastAPI:
+        """The app with the health route; subclasses add theirs after calling ``super()``."""
+        app = FastAPI(title=f"{type(self).__name__} ({self.config.name})", docs_url="/docs", redoc_url=None)
+
+        @app.get("/")
+        async def health() -> dict[str, str]:
+            return {"status": "ok", "name": self.config.name, "server": type(self).__name__}
+
+        return app
+
+    def build_app(self) -> FastAPI:
+        """The complete ASGI app: routes, errors as JSON, sessions (outermost)."""
+        app = self.setup_webserver()
+        app.add_middleware(ErrorMiddleware, server_name=self.config.name)
+        app.add_middleware(SessionMiddleware, cookie_name=f"{type(self).__name__}___{self.config.name}")
+        return app
+
+    @classmethod
+    def from_global_config(cls, global_config: DictConfig, name: str) -> typing.Self:
+        _, _, settings = section_of(global_config, name)
+        config = cls.config_type().model_validate({**settings, "name": name})
+        return cls(config, ServerClient.from_config(global_config))  # type: ignore[arg-type]
+
+    @classmethod
+    def run_webserver(cls) -> None:
+        """Entry point of a server process started by ``ng_run``."""
+        raw = os.environ.get(CONFIG_ENV) or os.environ.get("NEMO_GYM_CONFIG_DICT")
+        name = os.environ.get(INSTANCE_ENV) or os.environ.get("NEMO_GYM_CONFIG_PATH")
+        if not raw or not name:
+            sys.exit(
+                f"error: {cls.__name__} is started by ng_run (it needs {CONFIG_ENV} and {INSTANCE_ENV}). "
+                f"Run: ng_run \"+config_paths=[<your config>.yaml]\""
+            )
+        try:
+            cfg = OmegaConf.create(raw)
+            assert isinstance(cfg, DictConfig)
+            server = cls.from_global_config(cfg, name)
+        except NgymError as e:
+            sys.exit(f"error: {e}")
+        _raise_open_file_limit()
+        import uvicorn
+
+        uvicorn.run(
+            server.build_app(),
+            host=server.config.host or "127.0.0.1",
+            port=int(server.config.port or 0),
+            log_level=os.environ.get("NGYM_LOG_LEVEL", "warning"),
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            loop="auto",
+            http="auto",
+        )
+
+
+def _raise_open_file_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(65535, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

@@ -1,0 +1,155 @@
+"""Per-episode sessions carried by a signed cookie, and a TTL store for per-session state.
+
+The cookie is named ``<ServerClass>___<instance>`` (as in the reference) and holds
+``<session id>.<signature>``, signed with a random per-deployment secret (``NGYM_SESSION_SECRET``,
+set by ``ng_run``). It is set once, when a session starts, not re-signed on every response.
+Handlers read the id with :func:`session_id` (or ``request.session["session_id"]``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from http.cookies import SimpleCookie
+from typing import Any, Generic, TypeVar
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+SESSION_ID_KEY = "session_id"
+SECRET_ENV = "NGYM_SESSION_SECRET"
+
+T = TypeVar("T")
+
+
+def deployment_secret() -> bytes:
+    """The per-deployment signing secret (random per process when not started by ``ng_run``)."""
+    value = os.environ.get(SECRET_ENV)
+    if not value:
+        value = secrets.token_hex(32)
+        os.environ[SECRET_ENV] = value
+    return value.encode()
+
+
+class SessionMiddleware:
+    """Pure ASGI middleware: finds or starts the session, sets the cookie only for new sessions."""
+
+    def __init__(self, app: ASGIApp, cookie_name: str, secret: bytes | None = None) -> None:
+        self.app = app
+        self.cookie_name = cookie_name
+        self.secret = secret or deployment_secret()
+
+    def _sign(self, sid: str) -> str:
+        return hmac.new(self.secret, sid.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _read(self, scope: Scope) -> str | None:
+        for name, value in scope.get("headers", ()):
+            if name != b"cookie":
+                continue
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(value.decode("latin-1"))
+            except Exception:
+                continue
+            morsel = jar.get(self.cookie_name)
+            if morsel is None:
+                continue
+            sid, _, sig = morsel.value.partition(".")
+            if sid and hmac.compare_digest(sig, self._sign(sid)):
+                return sid
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sid = self._read(scope)
+        is_new = sid is None
+        if sid is None:
+            sid = uuid.uuid4().hex
+        scope["session"] = {SESSION_ID_KEY: sid}
+        scope.setdefault("state", {})[SESSION_ID_KEY] = sid
+        if not is_new:
+            await self.app(scope, receive, send)
+            return
+        cookie = f"{self.cookie_name}={sid}.{self._sign(sid)}; Path=/; HttpOnly; SameSite=lax".encode("latin-1")
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+def session_id(request: Request) -> str:
+    """The id of the episode this request belongs to."""
+    return str(request.scope["session"][SESSION_ID_KEY])
+
+
+class SessionStore(Generic[T]):
+    """Per-session state with a time-to-live: idle sessions are dropped, so long runs stay bounded.
+
+    >>> store: SessionStore[int] = SessionStore(ttl_s=60)
+    >>> store.setdefault("s1", 3)
+    3
+    >>> store["s1"] += 2; store["s1"]
+    5
+    """
+
+    def __init__(self, ttl_s: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._data: OrderedDict[str, tuple[float, T]] = OrderedDict()
+
+    def _evict(self, now: float) -> None:
+        while self._data:
+            key, (touched, _) = next(iter(self._data.items()))
+            if now - touched < self.ttl_s:
+                break
+            del self._data[key]
+
+    def _touch(self, key: str, value: T) -> None:
+        now = self._clock()
+        self._data[key] = (now, value)
+        self._data.move_to_end(key)
+        self._evict(now)
+
+    def __contains__(self, key: object) -> bool:
+        self._evict(self._clock())
+        return key in self._data
+
+    def __getitem__(self, key: str) -> T:
+        self._evict(self._clock())
+        value = self._data[key][1]
+        self._touch(key, value)
+        return value
+
+    def __setitem__(self, key: str, value: T) -> None:
+        self._touch(key, value)
+
+    def get(self, key: str, default: Any = None) -> T | Any:
+        return self[key] if key in self else default
+
+    def setdefault(self, key: str, default: T) -> T:
+        if key in self:
+            return self[key]
+        self[key] = default
+        return default
+
+    def pop(self, key: str, default: Any = None) -> T | Any:
+        item = self._data.pop(key, None)
+        return default if item is None else item[1]
+
+    def __len__(self) -> int:
+        self._evict(self._clock())
+        return len(self._data)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._data))

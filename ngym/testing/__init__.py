@@ -1,0 +1,1 @@
+"""Test doubles that run as real servers: a scripted OpenAI-compatible model."""

@@ -1,0 +1,144 @@
+"""simple_agent: call the model, run the tools it asks for, repeat until it answers; then verify.
+
+Differences from the reference (on purpose): invalid tool-call arguments, unknown tools and tool
+timeouts go back to the model as an error output and the episode continues; usage is summed once
+per model call; the loop also stops on any ``incomplete_details`` and when a model turn has no
+tool calls; ``/run`` runs the episode in-process instead of calling its own HTTP route.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import orjson
+
+from ngym.agent import Agent, Episode, upstream_error
+from ngym.config.schema import ServerConfig, ServerRef
+from ngym.errors import RolloutError
+from ngym.server.client import Cookies, response_cookies
+from ngym.wire.responses import FunctionCall, FunctionCallOutput, Response, ResponseCreateParams, Usage
+from ngym.wire.rows import RunRequest, dump
+
+
+class SimpleAgentConfig(ServerConfig):
+    resources_server: ServerRef
+    model_server: ServerRef
+    max_steps: int | None = None
+    #: seconds a single tool call may take before the model is told it timed out
+    tool_timeout_s: float = 300.0
+
+
+def _error_output(message: str) -> str:
+    return orjson.dumps({"error": message}).decode()
+
+
+class SimpleAgent(Agent):
+    config: SimpleAgentConfig
+
+    async def _call_model(self, body: ResponseCreateParams, items: list, cookies: Cookies) -> Response:
+        name = self.config.model_server.name
+        request = dump(body)
+        request["input"] = [dump(item) for item in items]
+        try:
+            answer = await self.server_client.post(name, "/v1/responses", json=request, cookies=cookies)
+        except httpx.HTTPError as e:
+            raise RolloutError(
+                f"model server {name!r} could not be reached: {type(e).__name__}: {e}", kind="model_error", retryable=True, status=502
+            ) from None
+        if answer.status_code >= 400:
+            raise upstream_error("The model call", name, answer, kind="model_error")
+        cookies.update(response_cookies(answer))
+        try:
+            return Response.model_validate_json(answer.content)
+        except ValueError as e:
+            raise RolloutError(f"model server {name!r} returned an invalid Response: {e}", kind="model_error") from None
+
+    async def _call_tool(self, call: FunctionCall, tools: set[str], cookies: Cookies) -> str:
+        if tools and call.name not in tools:
+            return _error_output(f"Unknown tool {call.name!r}. Available tools: {sorted(tools)}.")
+        try:
+            arguments = json.loads(call.arguments) if call.arguments.strip() else {}
+        except json.JSONDecodeError as e:
+            return _error_output(f"Invalid tool call arguments: {e}. Arguments must be a JSON object.")
+        if not isinstance(arguments, dict):
+            return _error_output("Invalid tool call arguments: expected a JSON object.")
+        name = self.config.resources_server.name
+        try:
+            answer = await self.server_client.post(
+                name, f"/{call.name}", json=arguments, cookies=cookies, timeout=self.config.tool_timeout_s
+            )
+        except httpx.TimeoutException:
+            return _error_output(f"Tool {call.name!r} timed out after {self.config.tool_timeout_s:g} s.")
+        except httpx.HTTPError as e:
+            raise RolloutError(
+                f"resources server {name!r} could not be reached for tool {call.name!r}: {type(e).__name__}: {e}",
+                kind="resources_error",
+                retryable=True,
+                status=502,
+            ) from None
+        cookies.update(response_cookies(answer))
+        return answer.text
+
+    async def episode(self, body: ResponseCreateParams, resources_cookies: Cookies) -> Episode:
+        items = body.input_items()
+        tools = {tool.name for tool in body.tools or []}
+        new_outputs: list = []
+        usage: Usage | None = None
+        model_cookies: Cookies = {}
+        resources_cookies = dict(resources_cookies)
+        step = 0
+        while True:
+            step += 1
+            response = await self._call_model(body, items + new_outputs, model_cookies)
+            new_outputs.extend(response.output)
+            if response.usage is not None:
+                usage = response.usage if usage is None else usage + response.usage
+            calls = response.function_calls()
+            if response.incomplete_details is not None and response.incomplete_details.reason:
+                break
+            if not calls:
+                break
+            for call in calls:
+                output = await self._call_tool(call, tools, resources_cookies)
+                new_outputs.append(FunctionCallOutput(type="function_call_output", call_id=call.call_id, output=output))
+            if self.config.max_steps and step >= self.config.max_steps:
+                break
+        final = response.model_copy(update={"output": new_outputs, "usage": usage})
+        return Episode(final, resources_cookies, model_cookies)
+
+    async def run(self, body: RunRequest, cookies: Cookies) -> dict[str, object]:
+        name = self.config.resources_server.name
+        row = body.model_dump(mode="json", exclude_unset=True)
+        cookies = dict(cookies)
+        try:
+            seeded = await self.server_client.post(name, "/seed_session", json=row, cookies=cookies)
+        except httpx.HTTPError as e:
+            raise RolloutError(
+                f"resources server {name!r} could not be reached: {type(e).__name__}: {e}",
+                kind="resources_error",
+                retryable=True,
+                status=502,
+            ) from None
+        if seeded.status_code >= 400:
+            raise upstream_error("/seed_session", name, seeded, kind="resources_error")
+        cookies.update(response_cookies(seeded))
+        episode = await self.episode(body.responses_create_params, cookies)
+        row["response"] = dump(episode.response)
+        try:
+            verified = await self.server_client.post(name, "/verify", json=row, cookies=episode.resources_cookies)
+        except httpx.HTTPError as e:
+            raise RolloutError(
+                f"resources server {name!r} could not be reached for /verify: {type(e).__name__}: {e}",
+                kind="verifier_error",
+                retryable=True,
+                status=502,
+            ) from None
+        if verified.status_code >= 400:
+            raise upstream_error("/verify", name, verified, kind="verifier_error")
+        result: dict[str, object] = orjson.loads(verified.content)
+        return result
+
+
+if __name__ == "__main__":
+    SimpleAgent.run_webserver()
