@@ -33,6 +33,14 @@ class _NoCookieJar(CookieJar):
         return None
 
 
+class _CookielessClient(httpx.AsyncClient):
+    """An AsyncClient whose cookie store never keeps anything (httpx copies a jar handed to it)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cookies.jar = _NoCookieJar()
+
+
 def to_json_bytes(payload: Any) -> bytes:
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json", exclude_none=True)
@@ -43,11 +51,13 @@ def response_cookies(response: httpx.Response) -> Cookies:
     return {name: value for name, value in response.cookies.items()}
 
 
-def make_http_client(timeout_s: float = 900.0, connect_timeout_s: float = 10.0) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
+def make_http_client(
+    timeout_s: float = 900.0, connect_timeout_s: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    return _CookielessClient(
+        transport=transport,
         timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024),
-        cookies=httpx.Cookies(_NoCookieJar()),
         trust_env=False,
     )
 

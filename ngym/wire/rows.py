@@ -9,7 +9,7 @@ environments) so one row can pass through every hop unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -51,6 +51,11 @@ class VerifyRequest(RunRequest):
 
 class VerifyResponse(VerifyRequest):
     reward: float
+
+    @classmethod
+    def of(cls, request: VerifyRequest, **fields: Any) -> Self:
+        """The verify response for ``request``: its fields (task fields included) plus ``fields``."""
+        return cls.model_validate({**request.model_dump(), **fields})
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

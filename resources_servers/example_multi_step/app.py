@@ -97,8 +97,8 @@ class MultiStepResourcesServer(ResourcesServer):
         accuracy = actual == expected
         overlap = len(set(actual) & set(expected)) / len(expected) if expected else float(not actual)
         minefield = body.minefield_label_value is not None and body.minefield_label_value in actual
-        return MultiStepVerifyResponse(
-            **body.model_dump(),
+        return MultiStepVerifyResponse.of(
+            body,
             reward=float(accuracy),
             parsed_synonym_values=actual,
             accuracy=accuracy,

@@ -56,7 +56,7 @@ class CounterResourcesServer(ResourcesServer):
 
     async def verify(self, body: CounterVerifyRequest, request: Request) -> VerifyResponse:  # type: ignore[override]
         count = self.counters.get(session_id(request))
-        return VerifyResponse(**body.model_dump(), reward=float(count is not None and count == body.expected_count))
+        return VerifyResponse.of(body, reward=float(count is not None and count == body.expected_count))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ class WeatherResourcesServer(ResourcesServer):
         return GetWeatherResponse(city=body.city, weather_description=f"The weather in {body.city} is cold.")
 
     async def verify(self, body: VerifyRequest) -> VerifyResponse:
-        return VerifyResponse(**body.model_dump(), reward=1.0)
+        return VerifyResponse.of(body, reward=1.0)
 
 
 if __name__ == "__main__":

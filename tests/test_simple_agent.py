@@ -1,0 +1,140 @@
+"""simple_agent through its HTTP routes, with the resources and model servers in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from ngym.testing.asgi import wire
+from resources_servers.example_multi_step.app import MultiStepResourcesServer
+from resources_servers.example_session_state_mgmt.app import CounterResourcesServer
+from responses_api_agents.simple_agent.app import SimpleAgent
+from responses_api_models.scripted_model.app import ScriptedModel
+from tests.fakes import QueueModel, call, compat_rows, make, ref, say
+
+pytestmark = pytest.mark.anyio
+
+
+def deploy(resources, model, **agent_settings):
+    agent = make(
+        SimpleAgent,
+        "agent",
+        resources_server=ref("resources_servers", "env"),
+        model_server=ref("responses_api_models", "model"),
+        **agent_settings,
+    )
+    client = wire({"env": resources, "model": model, "agent": agent})
+    return client
+
+
+def multi_step_row() -> dict:
+    return json.loads(
+        open("resources_servers/example_multi_step/data/example.jsonl").readline()
+    )
+
+
+async def test_run_solves_multi_step_with_scripted_policy() -> None:
+    client = deploy(make(MultiStepResourcesServer, "env", domain="other"), make(ScriptedModel, "model"))
+    answer = await client.post("agent", "/run", json=multi_step_row())
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["reward"] == 1.0
+    assert result["parsed_synonym_values"] == [711, 407]
+    kinds = [item["type"] for item in result["response"]["output"]]
+    assert kinds == ["function_call", "function_call_output"] * 3 + ["message"]
+
+
+async def test_invalid_tool_arguments_go_back_to_the_model() -> None:
+    model = make(QueueModel, "model")
+    model.turns = [
+        [call("extract_synonym_values", "{not json")],
+        [call("extract_synonym_values", {"synonym_values": [711, 407]})],
+        [say("done")],
+    ]
+    client = deploy(make(MultiStepResourcesServer, "env", domain="other"), model)
+    answer = await client.post("agent", "/run", json=multi_step_row())
+    assert answer.status_code == 200, answer.text
+    output = answer.json()["response"]["output"]
+    first_output = json.loads(output[1]["output"])
+    assert "Invalid tool call arguments" in first_output["error"]
+    assert answer.json()["reward"] == 1.0
+    # the model saw the error output on its second call
+    second = model.requests[1].input_items()
+    assert any(getattr(i, "type", None) == "function_call_output" and "Invalid" in str(i.output) for i in second)
+
+
+async def test_unknown_tool_and_tool_error_are_outputs_not_crashes() -> None:
+    model = make(QueueModel, "model")
+    model.turns = [[call("no_such_tool", {})], [call("get_synonym_value", {"wrong": 1})], [say("ok")]]
+    client = deploy(make(MultiStepResourcesServer, "env", domain="other"), model)
+    result = (await client.post("agent", "/run", json=multi_step_row())).json()
+    outputs = [i["output"] for i in result["response"]["output"] if i["type"] == "function_call_output"]
+    assert "Unknown tool 'no_such_tool'" in outputs[0]
+    assert "detail" in json.loads(outputs[1])  # the tool's 422 body, as the reference passes it on
+    assert result["reward"] == 0.0
+
+
+async def test_usage_is_summed_once_per_call() -> None:
+    model = make(QueueModel, "model")
+    model.turns = [[call("get_synonym_value", {"synonym": "Warm"})], [say("done")]]
+    client = deploy(make(MultiStepResourcesServer, "env", domain="other"), model)
+    result = (await client.post("agent", "/run", json=multi_step_row())).json()
+    usage = result["response"]["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"], usage["total_tokens"]) == (20, 10, 30)
+
+
+async def test_max_steps_is_honoured() -> None:
+    model = make(QueueModel, "model")
+    model.turns = [[call("get_synonym_value", {"synonym": "Warm"})] for _ in range(10)]
+    client = deploy(make(MultiStepResourcesServer, "env", domain="other"), model, max_steps=3)
+    result = (await client.post("agent", "/run", json=multi_step_row())).json()
+    assert len(model.requests) == 3
+    assert sum(1 for i in result["response"]["output"] if i["type"] == "function_call") == 3
+
+
+async def test_model_error_is_a_typed_failure() -> None:
+    # no model server at all: the agent reports a retryable model_error, not a reward
+    agent = make(
+        SimpleAgent,
+        "agent",
+        resources_server=ref("resources_servers", "env"),
+        model_server=ref("responses_api_models", "model"),
+    )
+    client = wire({"env": make(MultiStepResourcesServer, "env", domain="other"), "agent": agent})
+    client.urls["model"] = "http://model"  # known name, nothing answers
+    answer = await client.post("agent", "/run", json=multi_step_row())
+    assert answer.status_code == 502
+    body = answer.json()
+    assert body["kind"] == "model_error" and body["retryable"] is True
+    assert "reward" not in body
+
+
+async def test_sessions_are_isolated_under_concurrency() -> None:
+    client = deploy(make(CounterResourcesServer, "env", domain="agent"), make(ScriptedModel, "model"))
+    rows = []
+    for i in range(200):
+        a, b, start = i, 2 * i + 1, 1000 + i
+        rows.append(
+            {
+                "responses_create_params": compat_rows("example_session_state_mgmt")[0]["responses_create_params"]
+                | {"input": [{"role": "user", "content": f"add {a} then add {b} then get the count"}]},
+                "initial_count": start,
+                "expected_count": start + a + b,
+            }
+        )
+    answers = await asyncio.gather(*(client.post("agent", "/run", json=row) for row in rows))
+    assert [a.status_code for a in answers] == [200] * len(rows)
+    assert [a.json()["reward"] for a in answers] == [1.0] * len(rows)
+
+
+async def test_agent_v1_responses_returns_whole_episode() -> None:
+    client = deploy(make(MultiStepResourcesServer, "env", domain="other"), make(ScriptedModel, "model"))
+    params = multi_step_row()["responses_create_params"]
+    answer = await client.post("agent", "/v1/responses", json=params)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["object"] == "response"
+    assert [i["type"] for i in body["output"]][-1] == "message"
+    assert len(body["output"]) == 7
