@@ -116,7 +116,7 @@ def load_tasks(
             if "responses_create_params" not in row:
                 problems.append(_problem(path, lineno, "no 'responses_create_params' (the model request of the task)."))
                 continue
-            if overrides:
+            if overrides and isinstance(row["responses_create_params"], dict):
                 row["responses_create_params"] = {**row["responses_create_params"], **overrides}
             try:
                 ResponseCreateParams.model_validate(row["responses_create_params"])
@@ -124,7 +124,7 @@ def load_tasks(
                 first = e.errors()[0]
                 loc = ".".join(str(p) for p in first["loc"])
                 problems.append(
-                    _problem(path, lineno, f"responses_create_params.{loc}: {first['msg']} ({e.error_count()} error(s)).")
+                    _problem(path, lineno, f"responses_create_params{'.' + loc if loc else ''}: {first['msg']} ({e.error_count()} error(s)).")
                 )
                 continue
             if "agent_ref" not in row and agent_name:

@@ -100,6 +100,8 @@ def main(argv: list[str]) -> int:
         head = HeadServerConfig.model_validate(cfg.get("head_server") or {})
         client = asyncio.run(ServerClient.from_head_server(head))
         return asyncio.run(_collect(args, client, show_progress))
+    if "port" not in (cfg.get("head_server") or {}):
+        cfg.head_server = {**(cfg.get("head_server") or {}), "port": 0}  # private deployment: any free port
     deployment = build_deployment(cfg, pc.sources)
     launcher = Launcher(deployment, out=sys.stderr, startup_timeout_s=float(cfg.get("startup_timeout_s", 180)))
     launcher.start()

@@ -224,8 +224,10 @@ def build_deployment(
     head = HeadServerConfig.model_validate(
         {"host": default_host, **(OmegaConf.to_container(cfg.head_server, resolve=True) if "head_server" in cfg else {})}  # type: ignore[dict-item]
     )
-    cfg.head_server = {"host": head.host, "port": head.port}
     low, high = int(cfg.get("port_range_low", 10001)), int(cfg.get("port_range_high", 20000))
+    if head.port == 0 and assign_ports:
+        head.port = pick_free_port(head.host, low, high, set())
+    cfg.head_server = {"host": head.host, "port": head.port}
     taken: dict[int, str] = {head.port: "head_server"}
     deployment = Deployment(config=cfg, head=head)
     for name, (server_type, impl, body) in found.items():

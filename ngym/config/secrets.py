@@ -14,13 +14,13 @@ def is_secret_key(key: object) -> bool:
     return isinstance(key, str) and bool(_SECRET_KEY.search(key))
 
 
-def mask_secrets(value: Any) -> Any:
-    """A copy of a plain container with every non-empty secret scalar replaced by ``****``."""
+def mask_secrets(value: Any, _secret: bool = False) -> Any:
+    """A copy of a plain container with every non-empty secret scalar replaced by ``****``.
+
+    Scalars in a list under a secret key (``policy_api_key: [sk-1, sk-2]``, one per replica) are
+    secret too."""
     if isinstance(value, dict):
-        return {
-            k: (MASK if is_secret_key(k) and v not in (None, "") and not isinstance(v, dict | list) else mask_secrets(v))
-            for k, v in value.items()
-        }
+        return {k: mask_secrets(v, is_secret_key(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [mask_secrets(v) for v in value]
-    return value
+        return [mask_secrets(v, _secret) for v in value]
+    return MASK if _secret and value not in (None, "") else value

@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ngym.config.schema import ServerConfig
@@ -148,8 +149,15 @@ class Server(Generic[C]):
 
     @classmethod
     def from_global_config(cls, global_config: DictConfig, name: str) -> typing.Self:
-        _, _, settings = section_of(global_config, name)
-        config = cls.config_type().model_validate({**settings, "name": name})
+        server_type, impl, settings = section_of(global_config, name)
+        try:
+            config = cls.config_type().model_validate({**settings, "name": name})
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{' -> '.join(str(p) for p in (name, server_type, impl, *err['loc']))}: {err['msg']} (got {err.get('input')!r})"
+                for err in e.errors()
+            )
+            raise ConfigError(f"Invalid settings for {cls.__name__}: {problems}. Fix the config file.") from None
         return cls(config, ServerClient.from_config(global_config))  # type: ignore[arg-type]
 
     @classmethod
