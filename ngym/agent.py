@@ -65,7 +65,7 @@ def upstream_error(what: str, server: str, response: httpx.Response, kind: str) 
     text = response.text[:2000]
     retryable = status == 429 or status >= 500
     return RolloutError(
-        f"{what} on {server!r} answered HTTP {status}: {text}",
+        f"{what} on {server!r} ({response.request.url}) answered HTTP {status}: {text}",
         kind=kind,
         retryable=retryable,
         status=502 if status >= 500 else (status if status == 429 else 502),

@@ -27,6 +27,7 @@ from ngym.config.deployment import Deployment, ServerSpec, check_ports_free
 from ngym.config.paths import PARENT_DIR
 from ngym.errors import DeploymentError
 from ngym.server.base import CONFIG_ENV, INSTANCE_ENV
+from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, TokenMiddleware, is_loopback, write_token_file
 from ngym.server.head import build_head_app
 from ngym.server.sessions import SECRET_ENV
 
@@ -152,6 +153,8 @@ class Launcher:
         self._head: uvicorn.Server | None = None
         self._head_thread: threading.Thread | None = None
         self._stopping = False
+        self.token = ""
+        self.token_path: Path | None = None
 
     # ---- start -------------------------------------------------------------------------------
 
@@ -159,11 +162,14 @@ class Launcher:
         env = dict(os.environ)
         env[CONFIG_ENV] = OmegaConf.to_yaml(self.deployment.config)
         env.setdefault(SECRET_ENV, secrets.token_hex(32))
+        env.setdefault(TOKEN_ENV, secrets.token_urlsafe(32))
         env.pop("NEMO_GYM_CONFIG_DICT", None)
         return env
 
     def _start_head(self) -> None:
-        app = build_head_app(self.deployment, self.instances)
+        app: Any = build_head_app(self.deployment, self.instances)
+        if not is_loopback(self.deployment.head.host):
+            app = TokenMiddleware(app, self.token)
         config = uvicorn.Config(
             app, host=self.deployment.head.host, port=self.deployment.head.port, log_level="warning", access_log=False
         )
@@ -177,6 +183,10 @@ class Launcher:
         t0 = time.monotonic()
         env = self._child_env()
         os.environ.setdefault(SECRET_ENV, env[SECRET_ENV])
+        os.environ.setdefault(TOKEN_ENV, env[TOKEN_ENV])  # this process's clients carry the token
+        self.token = env[TOKEN_ENV]
+        if not all(is_loopback(h) for h in [self.deployment.head.host, *(s.host for s in self.deployment.servers.values())]):
+            self.token_path = write_token_file(self.deployment.head.port, self.token)
         try:
             self._start_head()
             for spec in self.deployment.servers.values():
@@ -190,7 +200,7 @@ class Launcher:
     def _wait_ready(self) -> None:
         pending = {"head_server": self.deployment.head.url, **{n: s.url for n, s in self.deployment.servers.items()}}
         deadline = time.monotonic() + self.startup_timeout_s
-        with httpx.Client(timeout=2.0, trust_env=False) as http:
+        with httpx.Client(timeout=2.0, trust_env=False, headers={TOKEN_HEADER: self.token}) as http:
             while pending:
                 self.raise_if_died()
                 for name, url in list(pending.items()):
@@ -275,6 +285,8 @@ class Launcher:
             if self._head_thread is not None:
                 self._head_thread.join(timeout=5.0)
         self._head = None
+        if self.token_path is not None:
+            self.token_path.unlink(missing_ok=True)
 
     def __enter__(self) -> Launcher:
         self.start()
@@ -283,6 +295,3 @@ class Launcher:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-
-def pid_file(deployment: Deployment) -> Path:
-    return Path(os.environ.get("XDG_RUNTIME_DIR", "/tmp")) / f"ngym-{deployment.head.port}.pid"

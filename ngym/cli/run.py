@@ -36,6 +36,8 @@ def main(argv: list[str]) -> int:
             f"Head server: {deployment.head.url}. Ctrl-C stops everything.",
             flush=True,
         )
+        if launcher.token_path is not None:
+            print(f"Servers accept other machines' calls only with the deployment token, in {launcher.token_path}.", flush=True)
         launcher.run_forever()
     finally:
         ignore_signals()

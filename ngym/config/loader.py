@@ -155,7 +155,7 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
         path = paths[i]
         loaded = _read_yaml(resolve_path(path, cwd), "Config file")
         for nested in _as_path_list(loaded.get("config_paths"), path):
-            if True:
+            if nested not in paths:
                 paths.append(nested)
         for key in loaded:
             if key != "config_paths":

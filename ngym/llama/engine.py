@@ -41,7 +41,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ngym.llama.weights import resolve_model
+from ngym.llama.weights import MODEL_REGISTRY, resolve_model
 
 __all__ = ["LlamaServer", "LlamaServerError", "find_server_binary", "free_port"]
 
@@ -142,6 +142,9 @@ class LlamaServer:
         ``--cache-reuse`` chunk size (0 disables KV-shift chunk reuse).
     cache_ram_mib:
         ``--cache-ram`` host-memory prompt cache in MiB (None: server default, 0: off).
+    alias:
+        Model name reported by the server (``--alias``); default: the registry name or the
+        GGUF file stem.
     extra_args:
         Appended verbatim to the command line.
     log_path:
@@ -209,6 +212,16 @@ class LlamaServer:
         return self.base_url + "/v1"
 
     @property
+    def model_name(self) -> str:
+        """The name the server reports as ``model`` (``--alias``): the given alias, else the
+        registry name, else the GGUF file name without extension."""
+        if self.alias:
+            return self.alias
+        if isinstance(self.model, str) and self.model in MODEL_REGISTRY:
+            return self.model
+        return Path(self.model).stem
+
+    @property
     def log_path(self) -> Path | None:
         return self._log_path
 
@@ -239,8 +252,7 @@ class LlamaServer:
         ]  # fmt: skip
         if self.cache_ram_mib is not None:
             cmd += ["--cache-ram", str(self.cache_ram_mib)]
-        if self.alias:
-            cmd += ["--alias", self.alias]
+        cmd += ["--alias", self.model_name]
         cmd += self.extra_args
         return cmd
 

@@ -217,6 +217,7 @@ def join_parts(
                         size += len(chunk)
             out.flush()
             os.fsync(out.fileno())
+        _chmod_default(tmp)
         hexdigest = digest.hexdigest()
         if expected_size is not None and size != expected_size:
             raise WeightsError(
@@ -238,12 +239,20 @@ def join_parts(
     return hexdigest
 
 
+def _chmod_default(path: Path) -> None:
+    """mkstemp creates 0600 files; give the final file the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def _write_marker(path: Path, hexdigest: str) -> None:
     marker = _marker_path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{marker.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as fh:
             fh.write(hexdigest + "\n")
+        _chmod_default(Path(tmp_name))
         os.replace(tmp_name, marker)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ngym.config.schema import ServerConfig
 from ngym.errors import ConfigError, NgymError, RolloutError
+from ngym.server.auth import TOKEN_ENV, TokenMiddleware, current_token, is_loopback
 from ngym.server.client import ServerClient
 from ngym.server.sessions import SessionMiddleware
 
@@ -145,6 +146,14 @@ class Server(Generic[C]):
         app = self.setup_webserver()
         app.add_middleware(ErrorMiddleware, server_name=self.config.name)
         app.add_middleware(SessionMiddleware, cookie_name=f"{type(self).__name__}___{self.config.name}")
+        if not is_loopback(self.config.host):
+            token = current_token()
+            if not token:
+                raise ConfigError(
+                    f"{self.config.name} binds to {self.config.host}, which is reachable from other machines, but no "
+                    f"deployment token is set ({TOKEN_ENV}). Start it with ng_run, which makes one."
+                )
+            app.add_middleware(TokenMiddleware, token=token)
         return app
 
     @classmethod

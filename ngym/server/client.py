@@ -7,7 +7,11 @@ episodes.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import random
+from collections.abc import Awaitable, Callable
 from http.cookiejar import Cookie, CookieJar
 from typing import Any
 
@@ -18,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel
 
 from ngym.config.schema import HeadServerConfig
+from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, current_token
 from ngym.errors import DeploymentError
 
 Cookies = dict[str, str]
@@ -54,8 +59,10 @@ def response_cookies(response: httpx.Response) -> Cookies:
 def make_http_client(
     timeout_s: float = 900.0, connect_timeout_s: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
+    token = current_token()
     return _CookielessClient(
         transport=transport,
+        headers={TOKEN_HEADER: token} if token else None,
         timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024),
         trust_env=False,
@@ -131,6 +138,19 @@ class ServerClient:
             timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
         )
 
+    async def post_retrying(
+        self,
+        server_name: str,
+        url_path: str,
+        json: Any = None,
+        cookies: Cookies | None = None,
+        attempts: int = 3,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """:meth:`post`, retrying transient failures (connection errors, 429, 500, 502-504) with
+        jittered exponential backoff; the last answer (or error) is returned (raised)."""
+        return await with_retries(lambda: self.post(server_name, url_path, json, cookies, timeout), attempts)
+
     async def get(self, server_name: str, url_path: str, cookies: Cookies | None = None) -> httpx.Response:
         headers = {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())} if cookies else {}
         return await self.http.get(self.url_of(server_name) + url_path, headers=headers)
@@ -140,10 +160,35 @@ class ServerClient:
             await self._http.aclose()
 
 
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+TRANSIENT_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.PoolTimeout)
+
+
+async def with_retries(
+    send: Callable[[], Awaitable[httpx.Response]], attempts: int = 3, base_delay_s: float = 0.2
+) -> httpx.Response:
+    for attempt in range(1, attempts + 1):
+        try:
+            answer = await send()
+        except TRANSIENT_ERRORS:
+            if attempt == attempts:
+                raise
+        else:
+            if answer.status_code not in RETRY_STATUSES or attempt == attempts:
+                return answer
+        await asyncio.sleep(min(10.0, base_delay_s * 2 ** (attempt - 1)) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
 async def fetch_global_config(head: HeadServerConfig, timeout_s: float = 5.0) -> DictConfig:
     url = f"{head.url}/global_config_dict_yaml"
+    token = current_token(head.port)
+    if token:
+        os.environ.setdefault(TOKEN_ENV, token)  # later calls to the deployment's servers carry it
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as http:
+        async with httpx.AsyncClient(
+            timeout=timeout_s, trust_env=False, headers={TOKEN_HEADER: token} if token else None
+        ) as http:
             response = await http.get(url)
             response.raise_for_status()
     except httpx.HTTPError as e:

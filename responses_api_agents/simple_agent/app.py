@@ -27,6 +27,8 @@ class SimpleAgentConfig(ServerConfig):
     max_steps: int | None = None
     #: seconds a single tool call may take before the model is told it timed out
     tool_timeout_s: float = 300.0
+    #: attempts per model call for transient failures (connection errors, 429, 5xx)
+    model_max_attempts: int = 3
 
 
 def _error_output(message: str) -> str:
@@ -41,10 +43,16 @@ class SimpleAgent(Agent):
         request = dump(body)
         request["input"] = [dump(item) for item in items]
         try:
-            answer = await self.server_client.post(name, "/v1/responses", json=request, cookies=cookies)
+            answer = await self.server_client.post_retrying(
+                name, "/v1/responses", json=request, cookies=cookies, attempts=self.config.model_max_attempts
+            )
         except httpx.HTTPError as e:
             raise RolloutError(
-                f"model server {name!r} could not be reached: {type(e).__name__}: {e}", kind="model_error", retryable=True, status=502
+                f"model server {name!r} at {self.server_client.url_of(name)} could not be reached: "
+                f"{type(e).__name__}: {e}",
+                kind="timeout" if isinstance(e, httpx.TimeoutException) else "model_error",
+                retryable=True,
+                status=502,
             ) from None
         if answer.status_code >= 400:
             raise upstream_error("The model call", name, answer, kind="model_error")
