@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,22 @@ def free_block(n: int) -> int:
         if ok:
             return start
     pytest.skip("no block of free ports found")
+
+
+@contextmanager
+def fails_after(seconds: int) -> Iterator[None]:
+    """Turn a hang (e.g. an include cycle loaded forever) into a test failure."""
+
+    def _timeout(signum: int, frame: object) -> None:
+        raise AssertionError(f"did not finish within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, _timeout)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # ---- override grammar ----------------------------------------------------------------------
@@ -196,13 +215,25 @@ def test_nested_config_paths_appended_breadth_first_and_deduplicated(tmp_path: P
     write(tmp_path / "d.yaml", "k: d\n")
     write(tmp_path / "e.yaml", "k: e\nfrom_e: 5\n")
     sources: dict[str, str] = {}
-    cfg = load(tmp_path, "+config_paths=[a.yaml,b.yaml]", sources=sources)
+    with fails_after(10):  # a.yaml lists itself: without de-duplication this never ends
+        cfg = load(tmp_path, "+config_paths=[a.yaml,b.yaml]", sources=sources)
     # a, b from the command line; then a's c; then b's d (c already listed); then c's e
     assert list(cfg.config_paths) == ["a.yaml", "b.yaml", "c.yaml", "d.yaml", "e.yaml"]
     # files merge in list order: the last file that sets k wins
     assert cfg.k == "e"
     assert cfg.from_a == 1 and cfg.from_e == 5
     assert sources["from_a"] == "a.yaml" and sources["from_e"] == "e.yaml"
+
+
+def test_path_listed_twice_is_loaded_once(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", "config_paths: [c.yaml]\nk: a\n")
+    write(tmp_path / "b.yaml", "k: b\n")
+    write(tmp_path / "c.yaml", "k: c\n")
+    # c is listed on the command line and again inside a: it is loaded once, at its first place,
+    # so b (later in the list) wins over it
+    cfg = load(tmp_path, "+config_paths=[a.yaml,c.yaml,b.yaml]")
+    assert list(cfg.config_paths) == ["a.yaml", "c.yaml", "b.yaml"]
+    assert cfg.k == "b"
 
 
 def test_relative_config_path_resolves_from_cwd(tmp_path: Path) -> None:
