@@ -12,7 +12,7 @@ from resources_servers.example_multi_step.app import MultiStepResourcesServer
 from resources_servers.example_session_state_mgmt.app import CounterResourcesServer
 from responses_api_agents.simple_agent.app import SimpleAgent
 from responses_api_models.scripted_model.app import ScriptedModel
-from tests.fakes import QueueModel, call, compat_rows, make, ref, say
+from tests.fakes import QueueModel, call, make, ref, say
 
 pytestmark = pytest.mark.anyio
 
@@ -113,12 +113,13 @@ async def test_model_error_is_a_typed_failure() -> None:
 
 async def test_sessions_are_isolated_under_concurrency() -> None:
     client = deploy(make(CounterResourcesServer, "env", domain="agent"), make(ScriptedModel, "model"))
+    template = json.loads(open("resources_servers/example_session_state_mgmt/data/example.jsonl").readline())
     rows = []
-    for i in range(200):
+    for i in range(1000):
         a, b, start = i, 2 * i + 1, 1000 + i
         rows.append(
             {
-                "responses_create_params": compat_rows("example_session_state_mgmt")[0]["responses_create_params"]
+                "responses_create_params": template["responses_create_params"]
                 | {"input": [{"role": "user", "content": f"add {a} then add {b} then get the count"}]},
                 "initial_count": start,
                 "expected_count": start + a + b,
