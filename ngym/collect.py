@@ -10,9 +10,10 @@ already in the output.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
-from ngym.errors import InputError, RolloutError
+from ngym.errors import InputError
 from ngym.server.client import ServerClient
 from ngym.wire.responses import ResponseCreateParams
 from ngym.wire.rows import AgentRef
@@ -52,6 +53,10 @@ class CollectArgs(BaseModel):
     resume: bool = Field(False, description="keep rollouts already in the output and run only the rest")
     resume_from_cache: bool = Field(False, description="alias of resume (the reference's name)")
     max_attempts: int = Field(3, ge=1, description="attempts per rollout for transient failures")
+    rollout_timeout_s: float = Field(3600.0, gt=0, description="deadline of one attempt of one rollout, seconds")
+    max_consecutive_failures: int = Field(
+        32, ge=1, description="stop after this many infrastructure failures in a row (a dead server)"
+    )
 
 
 @dataclass(slots=True)
@@ -78,8 +83,9 @@ def _problem(path: Path, line: int, message: str) -> str:
     return f"{path}:{line}: {message}"
 
 
-def load_tasks(
+def _scan(
     path: Path,
+    problems: list[str],
     *,
     agent_name: str | None = None,
     agents: Iterable[str] | None = None,
@@ -87,12 +93,12 @@ def load_tasks(
     num_repeats: int = 1,
     add_seed: bool = False,
     overrides: dict[str, Any] | None = None,
-) -> list[Task]:
-    """Read, check and expand every row; raise :class:`InputError` listing each bad line."""
+) -> Iterator[Task]:
+    """Stream the rows of ``path``: check each, expand it, yield its tasks; bad lines go to ``problems``.
+
+    Identical lines share a task index (kept as a 16-byte hash per distinct line, not the line)."""
     known = set(agents) if agents is not None else None
-    problems: list[str] = []
-    tasks: list[Task] = []
-    task_index: dict[str, int] = {}
+    task_index: dict[bytes, int] = {}
     rollouts_seen: dict[int, int] = {}
     try:
         handle = path.open("rb")
@@ -144,38 +150,92 @@ def load_tasks(
                     _problem(path, lineno, f"agent_ref names {ref.name!r}, which is not running. Agents: {sorted(known)}.")
                 )
                 continue
-            index = task_index.setdefault(text.decode() if isinstance(text, bytes) else text, len(task_index))
+            index = task_index.setdefault(hashlib.blake2b(text, digest_size=16).digest(), len(task_index))
             for _ in range(num_repeats):
                 rollout = rollouts_seen.get(index, 0)
                 rollouts_seen[index] = rollout + 1
                 copy = {**row, TASK_INDEX: index, ROLLOUT_INDEX: rollout}
                 if add_seed:
                     copy["responses_create_params"] = {**row["responses_create_params"], "seed": rollout}
-                tasks.append(Task(copy, ref.name, lineno))
+                yield Task(copy, ref.name, lineno)
+
+
+def _raise_problems(path: Path, problems: list[str]) -> None:
     if problems:
         shown = "\n  ".join(problems[:MAX_REPORTED])
         more = f"\n  ... and {len(problems) - MAX_REPORTED} more" if len(problems) > MAX_REPORTED else ""
         raise InputError(f"{len(problems)} bad row(s) in {path}; nothing was sent:\n  {shown}{more}")
+
+
+def load_tasks(path: Path, **options: Any) -> list[Task]:
+    """Read, check and expand every row into memory; raise :class:`InputError` listing each bad line.
+    (Options as :func:`materialize`; use that for large inputs.)"""
+    problems: list[str] = []
+    tasks = list(_scan(path, problems, **options))
+    _raise_problems(path, problems)
     return tasks
 
 
-def _classify(error: Exception) -> tuple[str, bool]:
-    if isinstance(error, httpx.TimeoutException):
+def materialize(path: Path, materialized: Path, **options: Any) -> int:
+    """Check every row of ``path`` and write the expanded rows (with their indices) to
+    ``materialized``, streaming: memory does not grow with the input. Raises :class:`InputError`
+    (listing each bad line, leaving no file) before anything is sent. Returns the number of rollouts.
+
+    Options: ``agent_name``, ``agents`` (names that exist), ``limit``, ``num_repeats``,
+    ``add_seed``, ``overrides`` (merged into each ``responses_create_params``)."""
+    problems: list[str] = []
+    count = 0
+    materialized.parent.mkdir(parents=True, exist_ok=True)
+    tmp = materialized.with_name(materialized.name + ".tmp")
+    with tmp.open("wb") as out:
+        for task in _scan(path, problems, **options):
+            if not problems:
+                out.write(orjson.dumps({**task.row, "_ng_input_line": task.line}) + b"\n")
+            count += 1
+    if problems:
+        tmp.unlink(missing_ok=True)
+        _raise_problems(path, problems)
+    tmp.replace(materialized)
+    return count
+
+
+def iter_materialized(materialized: Path) -> Iterator[Task]:
+    """Stream the tasks of a materialized inputs file."""
+    with materialized.open("rb") as f:
+        for raw in f:
+            if raw.strip():
+                row = orjson.loads(raw)
+                line = int(row.pop("_ng_input_line", 0))
+                yield Task(row, str(row["agent_ref"]["name"]), line)
+
+
+INFRA_KINDS = frozenset({"model_error", "resources_error", "agent_unreachable", "timeout"})
+
+
+def _classify(error: BaseException) -> tuple[str, bool]:
+    if isinstance(error, httpx.TimeoutException | asyncio.TimeoutError):
         return "timeout", True
     if isinstance(error, httpx.HTTPError):
         return "agent_unreachable", True
     return "agent_crash", False
 
 
-async def run_task(client: ServerClient, task: Task, max_attempts: int = 3) -> Outcome:
-    """POST the row to its agent's ``/run``; retry transient failures with jittered backoff."""
+async def _post_run(client: ServerClient, task: Task, deadline_s: float) -> httpx.Response:
+    return await asyncio.wait_for(client.post(task.agent, "/run", json=task.row, timeout=deadline_s), deadline_s)
+
+
+async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, deadline_s: float = 3600.0) -> Outcome:
+    """POST the row to its agent's ``/run``; retry transient failures with jittered backoff.
+    Each attempt has a deadline of ``deadline_s`` seconds."""
     error: dict[str, Any] = {}
     for attempt in range(1, max_attempts + 1):
         try:
-            answer = await client.post(task.agent, "/run", json=task.row)
-        except httpx.HTTPError as e:
+            answer = await _post_run(client, task, deadline_s)
+        except (httpx.HTTPError, asyncio.TimeoutError) as e:
             kind, retryable = _classify(e)
-            error = {"kind": kind, "error": f"{type(e).__name__}: {e}", "retryable": retryable}
+            url = client.urls.get(task.agent, "?")
+            text = f"no answer within the rollout deadline of {deadline_s:g} s" if isinstance(e, asyncio.TimeoutError) else f"{type(e).__name__}: {e}"
+            error = {"kind": kind, "error": f"agent {task.agent!r} at {url}: {text}", "retryable": retryable}
         else:
             if answer.status_code < 300:
                 result = orjson.loads(answer.content)
@@ -190,7 +250,8 @@ async def run_task(client: ServerClient, task: Task, max_attempts: int = 3) -> O
                 detail = {"error": str(detail)}
             retryable = bool(detail.get("retryable", answer.status_code in (429, 502, 503, 504)))
             kind = str(detail.get("kind") or ("bad_input" if answer.status_code == 422 else "agent_crash"))
-            error = {"kind": kind, "error": str(detail.get("error") or detail), "status": answer.status_code, "retryable": retryable}
+            message = detail.get("error") or detail.get("detail") or detail
+            error = {"kind": kind, "error": str(message), "status": answer.status_code, "retryable": retryable}
         if not error["retryable"] or attempt == max_attempts:
             break
         await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random()))
@@ -206,9 +267,14 @@ async def run_task(client: ServerClient, task: Task, max_attempts: int = 3) -> O
 
 
 async def run_tasks(
-    client: ServerClient, tasks: Iterable[Task], concurrency: int = 256, max_attempts: int = 3
+    client: ServerClient,
+    tasks: Iterable[Task],
+    concurrency: int = 256,
+    max_attempts: int = 3,
+    deadline_s: float = 3600.0,
 ) -> AsyncIterator[Outcome]:
-    """Yield outcomes in completion order, with at most ``concurrency`` rollouts in flight."""
+    """Yield outcomes in completion order, with at most ``concurrency`` rollouts in flight; tasks
+    are drawn from ``tasks`` only as slots free up (a 200k-row input is never all in memory)."""
     iterator = iter(tasks)
     pending: set[asyncio.Task[Outcome]] = set()
 
@@ -217,7 +283,7 @@ async def run_tasks(
             task = next(iterator, None)
             if task is None:
                 return
-            pending.add(asyncio.ensure_future(run_task(client, task, max_attempts)))
+            pending.add(asyncio.ensure_future(run_task(client, task, max_attempts, deadline_s)))
 
     refill()
     try:
@@ -230,31 +296,53 @@ async def run_tasks(
     finally:
         for leftover in pending:
             leftover.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def done_keys(output: Path) -> set[tuple[int, int]]:
-    """Keys already in an output file; a half-written last line is cut off."""
+    """Keys already in an output file. A last line cut short by a kill is removed; every complete
+    line is kept."""
     keys: set[tuple[int, int]] = set()
     if not output.exists():
         return keys
-    data = output.read_bytes()
-    if data and not data.endswith(b"\n"):
-        cut = data.rfind(b"\n") + 1
-        with output.open("r+b") as f:
-            f.truncate(cut)
-        data = data[:cut]
-    for line in data.splitlines():
-        try:
-            row = orjson.loads(line)
-            keys.add((int(row[TASK_INDEX]), int(row[ROLLOUT_INDEX])))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue
+    with output.open("r+b") as f:
+        size = f.seek(0, 2)
+        if size:
+            f.seek(size - 1)
+            if f.read(1) != b"\n":  # a line cut by a kill: cut back to the last complete line
+                pos = size
+                while pos > 0:
+                    step = min(65536, pos)
+                    f.seek(pos - step)
+                    cut = f.read(step).rfind(b"\n")
+                    if cut >= 0:
+                        pos = pos - step + cut + 1
+                        break
+                    pos -= step
+                f.truncate(pos)
+        f.seek(0)
+        for line in f:
+            try:
+                row = orjson.loads(line)
+                keys.add((int(row[TASK_INDEX]), int(row[ROLLOUT_INDEX])))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
     return keys
 
 
 def sibling(output: Path, suffix: str) -> Path:
     """``results/out.jsonl`` -> ``results/out<suffix>``."""
     return output.with_name(output.stem + suffix)
+
+
+def slim(result: dict[str, Any]) -> dict[str, Any]:
+    """What metrics need of a rollout: its indices, agent, scalar fields and token usage."""
+    out = {k: v for k, v in result.items() if isinstance(v, int | float | bool | str) or k == "agent_ref"}
+    usage = (result.get("response") or {}).get("usage")
+    if usage:
+        out["response"] = {"usage": usage}
+    return out
 
 
 @dataclass(slots=True)
@@ -265,19 +353,27 @@ class CollectionReport:
     failures: list[dict[str, Any]] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    aborted: str | None = None
 
 
 async def collect(
     client: ServerClient,
-    tasks: list[Task],
+    tasks: Iterable[Task],
     output: Path,
     *,
+    total: int | None = None,
     concurrency: int = 256,
     max_attempts: int = 3,
+    deadline_s: float = 3600.0,
+    max_consecutive_failures: int = 32,
     resume: bool = False,
     progress: bool = True,
 ) -> CollectionReport:
-    """Run every task not yet in ``output``; append results and failures as they complete."""
+    """Run every task not yet in ``output``; append results and failures as they complete.
+
+    Stops early (``report.aborted`` says why) after ``max_consecutive_failures`` infrastructure
+    failures in a row (dead model or resources server): completed rollouts are kept, and
+    ``resume=True`` later runs only what is missing."""
     import time
 
     from tqdm import tqdm
@@ -288,47 +384,44 @@ async def collect(
     if not resume:
         output.write_bytes(b"")
     failures_path.unlink(missing_ok=True)
-    todo = [t for t in tasks if t.key not in done]
-    report = CollectionReport(output=output, skipped=len(tasks) - len(todo))
+    report = CollectionReport(output=output)
+    if done:
+        with output.open("rb") as f:
+            report.results = [slim(orjson.loads(line)) for line in f if line.strip()]
+    todo = (t for t in tasks if t.key not in done)
+    report.skipped = len(done)
     t0 = time.monotonic()
-    bar = tqdm(total=len(tasks), initial=report.skipped, desc="rollouts", unit="rollout", disable=not progress, dynamic_ncols=True)
+    streak = 0
+    bar = tqdm(total=total, initial=report.skipped, desc="rollouts", unit="rollout", disable=not progress, dynamic_ncols=True)
     with output.open("ab") as out, bar:
         failures_out = None
         try:
-            async for outcome in run_tasks(client, todo, concurrency, max_attempts):
+            async for outcome in run_tasks(client, todo, concurrency, max_attempts, deadline_s):
                 if outcome.result is not None:
                     out.write(orjson.dumps(outcome.result) + b"\n")
                     out.flush()
                     report.written += 1
-                    report.results.append(outcome.result)
-                    reward = outcome.result.get("reward")
-                    if isinstance(reward, int | float):
-                        bar.set_postfix(failed=len(report.failures), refresh=False)
+                    report.results.append(slim(outcome.result))
+                    streak = 0
                 else:
-                    assert outcome.failure is not None
+                    failure = outcome.failure
+                    assert failure is not None
                     if failures_out is None:
                         failures_out = failures_path.open("ab")
-                    failures_out.write(orjson.dumps(outcome.failure) + b"\n")
+                    failures_out.write(orjson.dumps(failure) + b"\n")
                     failures_out.flush()
-                    report.failures.append(outcome.failure)
-                    bar.set_postfix(failed=len(report.failures), refresh=False)
+                    report.failures.append(failure)
+                    streak = streak + 1 if failure["kind"] in INFRA_KINDS else 0
+                    if streak >= max_consecutive_failures:
+                        report.aborted = (
+                            f"stopped after {streak} rollouts in a row failed with infrastructure errors; the last: "
+                            f"[{failure['kind']}] {failure['error']}"
+                        )
+                        break
+                bar.set_postfix(failed=len(report.failures), refresh=False)
                 bar.update(1)
         finally:
             if failures_out is not None:
                 failures_out.close()
     report.seconds = time.monotonic() - t0
-    if resume and done:
-        report.results = [orjson.loads(line) for line in output.read_bytes().splitlines() if line.strip()]
     return report
-
-
-def write_materialized(tasks: list[Task], output: Path) -> Path:
-    path = sibling(output, "_materialized_inputs.jsonl")
-    with path.open("wb") as f:
-        for task in tasks:
-            f.write(orjson.dumps(task.row) + b"\n")
-    return path
-
-
-def json_dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=False)

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 from ngym.cli.common import ignore_signals, command_args, entrypoint, load
-from ngym.collect import CollectArgs, collect, load_tasks, sibling, write_materialized
+from ngym.collect import CollectArgs, collect, iter_materialized, materialize, sibling
 from ngym.config.deployment import build_deployment
 from ngym.config.paths import resolve_path
 from ngym.config.schema import HeadServerConfig
 from ngym.launcher import Launcher
-from ngym.metrics import agent_metrics, format_table, task_profiles
+from ngym.metrics import aggregate_metrics, agent_metrics, format_aggregate_table, format_table, task_profiles
 from ngym.server.client import ServerClient
 
 SUMMARY = """\
@@ -36,8 +36,10 @@ async def _collect(args: CollectArgs, client: ServerClient, show_progress: bool)
     agents = [name for name, url in client.urls.items() if _is_agent(client, name)]
     input_path = resolve_path(args.input_jsonl_fpath)
     output = Path(args.output_jsonl_fpath)
-    tasks = load_tasks(
+    materialized = sibling(output, "_materialized_inputs.jsonl")
+    total = materialize(
         input_path,
+        materialized,
         agent_name=args.agent_name,
         agents=agents,
         limit=args.limit,
@@ -45,15 +47,16 @@ async def _collect(args: CollectArgs, client: ServerClient, show_progress: bool)
         add_seed=args.num_repeats_add_seed,
         overrides=args.responses_create_params,
     )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    materialized = write_materialized(tasks, output)
     try:
         report = await collect(
             client,
-            tasks,
+            iter_materialized(materialized),
             output,
+            total=total,
             concurrency=args.num_samples_in_parallel or 256,
             max_attempts=args.max_attempts,
+            deadline_s=args.rollout_timeout_s,
+            max_consecutive_failures=args.max_consecutive_failures,
             resume=args.resume or args.resume_from_cache,
             progress=show_progress,
         )
@@ -67,7 +70,12 @@ async def _collect(args: CollectArgs, client: ServerClient, show_progress: bool)
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     profile_path = sibling(output, "_reward_profiling.jsonl")
     profile_path.write_text("".join(json.dumps(p) + "\n" for p in task_profiles(report.results)))
+    aggregate_path = sibling(output, "_aggregate_metrics.json")
+    aggregate = aggregate_metrics(report.results)
+    aggregate_path.write_text(json.dumps(aggregate, indent=2) + "\n")
     print(format_table(metrics, failures))
+    if "pass@k" in aggregate["overall"]:
+        print("\n" + format_aggregate_table(aggregate))
     print(
         f"\n{report.written} rollouts written in {report.seconds:.2f} s"
         + (f" ({report.skipped} already done)" if report.skipped else "")
@@ -77,6 +85,14 @@ async def _collect(args: CollectArgs, client: ServerClient, show_progress: bool)
     if report.failures:
         print(f"Failures:            {sibling(output, '_failures.jsonl')}")
     print(f"Agent metrics:       {metrics_path}\nReward profiling:    {profile_path}")
+    print(f"Aggregate metrics:   {aggregate_path}")
+    if report.aborted:
+        print(
+            f"error: collection {report.aborted}\nCompleted rollouts are kept. Fix the server, then re-run the same "
+            f"command with +resume=true to run only what is missing.",
+            file=sys.stderr,
+        )
+        return 1
     if report.failures:
         print(
             f"{len(report.failures)} rollout(s) failed; see the failures file. Re-run with +resume=true to retry them.",
