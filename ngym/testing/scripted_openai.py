@@ -32,8 +32,23 @@ def _usage(body: ResponseCreateParams, output: list) -> Usage:
     return Usage(input_tokens=prompt, output_tokens=generated, total_tokens=prompt + generated)
 
 
-def build_app(model: str = "scripted", delay_s: float = 0.0, api_key: str | None = None) -> FastAPI:
+def build_app(
+    model: str = "scripted", delay_s: float = 0.0, api_key: str | None = None, fail_every: int = 0
+) -> FastAPI:
+    """``fail_every=N``: every Nth call answers 500 or 429 (alternately) instead, for fault tests."""
     app = FastAPI(title="scripted OpenAI-compatible model")
+    calls = {"total": 0, "failed": 0}
+
+    def maybe_fail() -> None:
+        calls["total"] += 1
+        if fail_every and calls["total"] % fail_every == 0:
+            calls["failed"] += 1
+            status = 500 if calls["failed"] % 2 else 429
+            raise HTTPException(status, f"injected failure {calls['failed']} (HTTP {status})")
+
+    @app.get("/stats")
+    async def stats() -> dict[str, int]:
+        return calls
 
     def check_key(authorization: str | None) -> None:
         if api_key and authorization != f"Bearer {api_key}":
@@ -46,6 +61,7 @@ def build_app(model: str = "scripted", delay_s: float = 0.0, api_key: str | None
     @app.post("/v1/responses", response_model_exclude_none=True)
     async def responses(body: ResponseCreateParams, authorization: str | None = Header(None)) -> Response:
         check_key(authorization)
+        maybe_fail()
         if delay_s:
             await asyncio.sleep(delay_s)
         output = next_items(body)
@@ -61,6 +77,7 @@ def build_app(model: str = "scripted", delay_s: float = 0.0, api_key: str | None
     @app.post("/v1/chat/completions", response_model_exclude_none=True)
     async def chat(body: ChatCompletionCreateParams, authorization: str | None = Header(None)) -> ChatCompletion:
         check_key(authorization)
+        maybe_fail()
         if delay_s:
             await asyncio.sleep(delay_s)
         items: list = []
@@ -97,11 +114,12 @@ def main() -> None:
     parser.add_argument("--model", default="scripted")
     parser.add_argument("--delay-s", type=float, default=0.0, help="seconds each call waits before answering")
     parser.add_argument("--api-key", default=None, help="require this bearer token")
+    parser.add_argument("--fail-every", type=int, default=0, help="every Nth call fails with 500 or 429 (fault tests)")
     args = parser.parse_args()
     import uvicorn
 
     uvicorn.run(
-        build_app(args.model, args.delay_s, args.api_key), host=args.host, port=args.port, log_level="warning",
+        build_app(args.model, args.delay_s, args.api_key, args.fail_every), host=args.host, port=args.port, log_level="warning",
         access_log=False,
     )
 

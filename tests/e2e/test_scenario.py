@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import openai
 import pytest
 
 from tests.e2e.conftest import SECRET, alive, command_env, free_port
+from tests.e2e.procs import NgRun, read_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -27,39 +27,6 @@ jq -c '. + {"agent_ref": {"name": "example_single_tool_call_simple_agent"}}' res
 jq -c '. + {"agent_ref": {"name": "example_multi_step_simple_agent"}}' resources_servers/example_multi_step/data/example.jsonl >> results/test_multiverifier_input.jsonl
 ng_collect_rollouts +input_jsonl_fpath=results/test_multiverifier_input.jsonl +output_jsonl_fpath=results/test_multiverifier_outputs.jsonl
 """
-
-
-class NgRun:
-    """``ng_run`` in the background, its output collected line by line."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            ["ng_run", *args], cwd=cwd, env=command_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: list[str] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-            if "servers ready" in line:
-                self.ready.set()
-
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.ready.wait(0.2):
-            assert self.proc.poll() is None, "ng_run exited:\n" + "".join(self.lines)
-            assert time.monotonic() < deadline, "ng_run not ready:\n" + "".join(self.lines)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_multi_environment_scenario_verbatim(workdir: Path) -> None:
