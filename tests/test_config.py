@@ -560,3 +560,18 @@ def test_mask_secrets_masks_a_list_of_keys() -> None:
     masked = mask_secrets({"policy_api_key": ["sk-one", "sk-two"], "policy_base_url": ["http://a", "http://b"]})
     assert "sk-one" not in repr(masked) and "sk-two" not in repr(masked)
     assert masked["policy_base_url"] == ["http://a", "http://b"]
+
+
+def test_same_instance_defined_in_two_files_is_an_error(tmp_path: Path) -> None:
+    body = "dup:\n  resources_servers:\n    impl:\n      entrypoint: app.py\n      domain: other\n"
+    (tmp_path / "a.yaml").write_text(body)
+    (tmp_path / "b.yaml").write_text(body)
+    from ngym.config import ParserConfig, load_config
+    from ngym.errors import ConfigFileError
+
+    with pytest.raises(ConfigFileError, match=r"'dup' is defined in both a.yaml and b.yaml"):
+        load_config(ParserConfig(cli_args=["+config_paths=[a.yaml,b.yaml]"], cwd=tmp_path, skip_load_from_dotenv=True))
+    # overriding a setting of an instance from a later file is fine
+    (tmp_path / "c.yaml").write_text("dup:\n  resources_servers:\n    impl:\n      domain: math\n")
+    cfg = load_config(ParserConfig(cli_args=["+config_paths=[a.yaml,c.yaml]"], cwd=tmp_path, skip_load_from_dotenv=True))
+    assert cfg.dup.resources_servers.impl.domain == "math"

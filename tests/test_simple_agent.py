@@ -8,7 +8,7 @@ import json
 import pytest
 
 from ngym.testing.asgi import wire
-from resources_servers.example_multi_step.app import MultiStepResourcesServer
+from resources_servers.example_multi_step.app import MultiStepResourcesServer, MultiStepVerifyRequest
 from resources_servers.example_session_state_mgmt.app import CounterResourcesServer
 from responses_api_agents.simple_agent.app import SimpleAgent
 from responses_api_models.scripted_model.app import ScriptedModel
@@ -139,3 +139,82 @@ async def test_agent_v1_responses_returns_whole_episode() -> None:
     assert body["object"] == "response"
     assert [i["type"] for i in body["output"]][-1] == "message"
     assert len(body["output"]) == 7
+
+
+class FaultyEnv(MultiStepResourcesServer):
+    """Tools that raise, hang or answer plain text; a verifier that raises."""
+
+    def setup_webserver(self):
+        app = super().setup_webserver()
+        app.post("/explode")(self.explode)
+        app.post("/hang")(self.hang)
+        app.post("/plain")(self.plain)
+        return app
+
+    async def explode(self) -> dict:
+        raise RuntimeError("tool blew up")
+
+    async def hang(self) -> dict:
+        await asyncio.sleep(30)
+        return {}
+
+    async def plain(self):
+        from fastapi.responses import PlainTextResponse
+
+        return PlainTextResponse("not json at all")
+
+    async def verify(self, body: MultiStepVerifyRequest):  # type: ignore[override]
+        if body.responses_create_params.metadata and body.responses_create_params.metadata.get("break") == "verify":
+            raise ValueError("verifier bug")
+        return await super().verify(body)
+
+
+def faulty_row(**metadata: str) -> dict:
+    row = multi_step_row()
+    params = row["responses_create_params"]
+    params["tools"] = params["tools"] + [
+        {"type": "function", "name": n, "parameters": {"type": "object", "properties": {}}} for n in ("explode", "hang", "plain")
+    ]
+    if metadata:
+        params["metadata"] = metadata
+    return row
+
+
+async def test_tool_that_raises_hangs_or_answers_text_is_an_output_and_the_episode_goes_on() -> None:
+    model = make(QueueModel, "model")
+    model.turns = [[call("explode", {})], [call("hang", {})], [call("plain", {})], [say("done")]]
+    client = deploy(make(FaultyEnv, "env", domain="other"), model, tool_timeout_s=0.2)
+    answer = await client.post("agent", "/run", json=faulty_row())
+    assert answer.status_code == 200, answer.text
+    outputs = [i["output"] for i in answer.json()["response"]["output"] if i["type"] == "function_call_output"]
+    assert "RuntimeError: tool blew up" in json.loads(outputs[0])["error"]
+    assert "timed out after 0.2 s" in json.loads(outputs[1])["error"]
+    assert outputs[2] == "not json at all"
+    assert len(model.requests) == 4  # the model saw every one of them and went on
+
+
+async def test_verifier_that_raises_is_a_typed_failure() -> None:
+    client = deploy(make(FaultyEnv, "env", domain="other"), make(ScriptedModel, "model"))
+    answer = await client.post("agent", "/run", json=faulty_row(**{"break": "verify"}))
+    assert answer.status_code == 502
+    body = answer.json()
+    assert body["kind"] == "verifier_error" and "verifier bug" in body["error"]
+    assert "reward" not in body
+
+
+async def test_flaky_model_calls_are_retried_inside_the_episode() -> None:
+    class Flaky(QueueModel):
+        async def responses(self, body, request):
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls % 2:
+                from ngym.errors import RolloutError
+
+                raise RolloutError("overloaded", kind="model_error", retryable=True, status=503)
+            return await super().responses(body, request)
+
+    model = make(Flaky, "model")
+    model.turns = [[call("extract_synonym_values", {"synonym_values": [711, 407]})], [say("done")]]
+    client = deploy(make(MultiStepResourcesServer, "env", domain="other"), model)
+    answer = await client.post("agent", "/run", json=multi_step_row())
+    assert answer.status_code == 200 and answer.json()["reward"] == 1.0
+    assert model.calls == 4

@@ -150,6 +150,7 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
     paths = _as_path_list(top.get("config_paths"), "the command line / env.yaml")
     files: list[DictConfig] = []
     sources: dict[str, str] = {}
+    servers_from: dict[str, str] = {}
     i = 0
     while i < len(paths):
         path = paths[i]
@@ -158,8 +159,16 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
             if nested not in paths:
                 paths.append(nested)
         for key in loaded:
-            if key != "config_paths":
-                sources[str(key)] = path
+            if key == "config_paths":
+                continue
+            if _defines_server(loaded, str(key)) and str(key) in servers_from and servers_from[str(key)] != path:
+                raise ConfigFileError(
+                    f"Server instance {key!r} is defined in both {servers_from[str(key)]} and {path}. Instance names "
+                    f"must be unique: rename one (and the refs to it), or drop one file from config_paths."
+                )
+            if _defines_server(loaded, str(key)):
+                servers_from[str(key)] = path
+            sources[str(key)] = path
         files.append(loaded)
         i += 1
 
@@ -181,6 +190,15 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
             del node[leaf]
     pc.sources.update(sources)
     return merged
+
+
+def _defines_server(cfg: DictConfig, key: str) -> bool:
+    """Whether ``cfg[key]`` is a whole server instance (``{type: {impl: {entrypoint: ...}}}``)."""
+    node = cfg._get_node(key)
+    if not isinstance(node, DictConfig) or len(node) != 1:
+        return False
+    (inner,) = node.values()
+    return isinstance(inner, DictConfig) and any(isinstance(v, DictConfig) and "entrypoint" in v for v in inner.values())
 
 
 def _has_key(cfg: DictConfig, dotted: str) -> bool:

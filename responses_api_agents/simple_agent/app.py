@@ -8,6 +8,7 @@ tool calls; ``/run`` runs the episode in-process instead of calling its own HTTP
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -73,10 +74,11 @@ class SimpleAgent(Agent):
             return _error_output("Invalid tool call arguments: expected a JSON object.")
         name = self.config.resources_server.name
         try:
-            answer = await self.server_client.post(
-                name, f"/{call.name}", json=arguments, cookies=cookies, timeout=self.config.tool_timeout_s
+            answer = await asyncio.wait_for(
+                self.server_client.post(name, f"/{call.name}", json=arguments, cookies=cookies, timeout=self.config.tool_timeout_s),
+                self.config.tool_timeout_s,
             )
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, asyncio.TimeoutError):
             return _error_output(f"Tool {call.name!r} timed out after {self.config.tool_timeout_s:g} s.")
         except httpx.HTTPError as e:
             raise RolloutError(
