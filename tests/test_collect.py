@@ -282,3 +282,43 @@ def test_agent_metrics_mean_std_min_max() -> None:
 
 def test_agent_metrics_of_nothing_is_empty() -> None:
     assert agent_metrics([]) == []
+
+
+def test_run_tasks_draws_rows_lazily_and_bounds_in_flight() -> None:
+    import asyncio
+
+    import httpx
+
+    from ngym.collect import Task, run_tasks
+    from ngym.server.client import ServerClient
+
+    in_flight = peak = pulled = 0
+
+    class CountingClient(ServerClient):
+        async def post(self, server_name, url_path, json=None, cookies=None, timeout=None):  # type: ignore[override]
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0)
+            in_flight -= 1
+            return httpx.Response(200, json={"reward": 1.0})
+
+    def rows():
+        nonlocal pulled
+        for i in range(20_000):
+            pulled += 1
+            yield Task({"_ng_task_index": i, "_ng_rollout_index": 0}, "a", i + 1)
+
+    async def main() -> tuple[int, int]:
+        count, pulled_at_first = 0, None
+        async for outcome in run_tasks(CountingClient({"a": "http://a"}), rows(), concurrency=500):
+            assert outcome.result is not None
+            if pulled_at_first is None:
+                pulled_at_first = pulled
+            count += 1
+        return count, pulled_at_first or 0
+
+    count, pulled_at_first = asyncio.run(main())
+    assert count == 20_000
+    assert peak <= 500
+    assert pulled_at_first <= 501  # rows are read as slots free up, not all up front
