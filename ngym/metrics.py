@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Collection, Iterable
 from typing import Any
 
 TASK_INDEX = "_ng_task_index"
@@ -142,11 +143,12 @@ def token_usage(result: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def verify_fields(result: dict[str, Any], task_row: dict[str, Any] | None = None) -> dict[str, float]:
-    """Top-level numbers and booleans of a rollout; with its input row, task fields it echoes are left out."""
+def verify_fields(result: dict[str, Any], task_keys: Collection[str] | None = None) -> dict[str, float]:
+    """Top-level numbers and booleans of a rollout; given the keys of its input row, the task fields
+    it echoes are left out."""
     out: dict[str, float] = {}
     for key, value in result.items():
-        if key in NOT_METRICS or (task_row is not None and key != "reward" and key in task_row):
+        if key in NOT_METRICS or (task_keys is not None and key != "reward" and key in task_keys):
             continue
         if isinstance(value, bool):
             out[key] = float(value)
@@ -159,7 +161,7 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {**summarize(values), "count": len(values)} if values else {}
 
 
-def _summary(results: list[dict[str, Any]], inputs: dict[int, dict[str, Any]], threshold: float) -> dict[str, Any]:
+def _summary(results: list[dict[str, Any]], inputs: dict[int, frozenset[str]], threshold: float) -> dict[str, Any]:
     fields: dict[str, list[float]] = defaultdict(list)
     tokens: dict[str, list[float]] = defaultdict(list)
     by_task: dict[int, list[tuple[int, float]]] = defaultdict(list)
@@ -195,7 +197,7 @@ def _summary(results: list[dict[str, Any]], inputs: dict[int, dict[str, Any]], t
 
 
 def aggregate_metrics(
-    results: list[dict[str, Any]], inputs: list[dict[str, Any]] | None = None, *, pass_threshold: float = 1.0
+    results: list[dict[str, Any]], inputs: Iterable[dict[str, Any]] | None = None, *, pass_threshold: float = 1.0
 ) -> dict[str, Any]:
     """Evaluation metrics per agent and overall (what ``<output>_aggregate_metrics.json`` holds).
 
@@ -204,9 +206,14 @@ def aggregate_metrics(
     task has more than one rollout, ``pass@k`` (unbiased estimator; a rollout passes when its reward
     is ``>= pass_threshold``) and ``mean@k`` (mean reward of each task's first k rollouts) averaged
     over the tasks with at least k rollouts, for k = 1, 2, 4, ... and the largest count.
-    ``inputs`` (materialized input rows) lets task fields echoed in the rollouts be left out.
+    ``inputs`` (materialized input rows, read once) lets task fields echoed in the rollouts be left out.
     """
-    by_task_input = {int(r[TASK_INDEX]): r for r in inputs or [] if TASK_INDEX in r}
+    by_task_input: dict[int, frozenset[str]] = {}
+    shared: dict[frozenset[str], frozenset[str]] = {}
+    for row in inputs or []:
+        if TASK_INDEX in row:
+            keys = frozenset(row)
+            by_task_input.setdefault(int(row[TASK_INDEX]), shared.setdefault(keys, keys))
     by_agent: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for result in results:
         by_agent[agent_name(result)].append(result)
@@ -227,7 +234,7 @@ def reward_profiles(
     samples: dict[int, dict[str, Any]] = {}
     for row in inputs or []:
         if TASK_INDEX in row:
-            samples.setdefault(int(row[TASK_INDEX]), {k: v for k, v in row.items() if k not in NOT_METRICS})
+            samples.setdefault(int(row[TASK_INDEX]), {k: v for k, v in row.items() if not k.startswith("_ng_")})
     rewards: dict[int, list[float]] = defaultdict(list)
     for result in results:
         reward = result.get("reward")

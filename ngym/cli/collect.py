@@ -71,7 +71,7 @@ async def _collect(args: CollectArgs, client: ServerClient, show_progress: bool)
     profile_path = sibling(output, "_reward_profiling.jsonl")
     profile_path.write_text("".join(json.dumps(p) + "\n" for p in task_profiles(report.results)))
     aggregate_path = sibling(output, "_aggregate_metrics.json")
-    aggregate = aggregate_metrics(report.results)
+    aggregate = aggregate_metrics(report.results, (task.row for task in iter_materialized(materialized)))
     aggregate_path.write_text(json.dumps(aggregate, indent=2) + "\n")
     print(format_table(metrics, failures))
     if "pass@k" in aggregate["overall"]:

@@ -12,7 +12,12 @@ COMMANDS = {
     "ng_status": "ngym.cli.status",
     "ng_dump_config": "ngym.cli.dump_config",
     "ng_version": "ngym.cli.version",
+    "ng_viewer": "ngym.cli.viewer",
     "ng_help": "ngym.cli.help",
+    "ng_prepare_data": "ngym.cli.prepare_data",
+    "ng_reward_profile": "ngym.cli.reward_profile",
+    "ng_init_resources_server": "ngym.cli.init_resources_server",
+    "ng_test": "ngym.cli.test",
 }
 
 

@@ -1,0 +1,79 @@
+"""ng_test: run one server's tests, then (for an environment) the conformance check."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from ngym.cli.common import command_args, entrypoint, load
+from ngym.config.paths import resolve_path
+from ngym.conformance import check_server, project_root
+from ngym.errors import ArgumentError
+
+SUMMARY = """\
+Run the pytest tests of one server directory (<entrypoint>/tests), then, for a resources server,
+the conformance check: the config parses, the tools the example data declares are routes with
+matching argument schemas, /verify gives a float reward for every example row, the example data
+has 5 rows. +should_validate_data=true also checks data/example_metrics.json (present, 5 examples,
+matching the data) and that no data/*conflict* file is left. Exit code 0 only if all pass.
+
+  ng_test +entrypoint=resources_servers/example_single_tool_call
+  ng_test +entrypoint=resources_servers/my_env +should_validate_data=true"""
+
+#: pytest's exit code when it collected no test
+NO_TESTS = 5
+
+
+class TestArgs(BaseModel):
+    """Test one server directory."""
+
+    __test__ = False  # not a pytest test class
+
+    entrypoint: str = Field(description="the server directory, e.g. resources_servers/my_env")
+    should_validate_data: bool = Field(False, description="also check data/example_metrics.json and conflict files")
+
+
+def run_pytest(server_dir: Path) -> int:
+    """pytest on ``<server_dir>/tests`` from the project root (so ``resources_servers.<name>`` imports)."""
+    root = project_root(server_dir) if server_dir.parent.name == "resources_servers" else server_dir.parent.parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
+    command = [sys.executable, "-m", "pytest", str(server_dir / "tests"), "-q", "-p", "no:cacheprovider"]
+    print(f"$ {' '.join(command)}  (in {root})", flush=True)
+    return subprocess.run(command, cwd=root, env=env, check=False).returncode
+
+
+@entrypoint("ng_test", SUMMARY, TestArgs)
+def main(argv: list[str]) -> int:
+    cfg, _ = load(argv)
+    args = command_args(cfg, TestArgs, "ng_test")
+    server_dir = resolve_path(args.entrypoint)
+    if not server_dir.is_dir():
+        raise ArgumentError(
+            f"+entrypoint={args.entrypoint!r}: no such directory (looked in {Path.cwd()} and the ngym checkout). "
+            f"Pass a server directory, e.g. +entrypoint=resources_servers/example_single_tool_call."
+        )
+    failures = []
+    if not (server_dir / "tests").is_dir():
+        failures.append(f"no tests: {server_dir / 'tests'} does not exist")
+    else:
+        code = run_pytest(server_dir)
+        if code == NO_TESTS:
+            failures.append("pytest collected no tests")
+        elif code != 0:
+            failures.append(f"tests failed (pytest exit code {code})")
+    if server_dir.parent.name == "resources_servers":
+        report = check_server(server_dir, should_validate_data=args.should_validate_data)
+        print(report.format())
+        failures += report.problems
+    elif args.should_validate_data:
+        print("note: +should_validate_data applies to resources servers only", file=sys.stderr)
+    if failures:
+        print(f"ng_test {args.entrypoint}: FAILED\n  - " + "\n  - ".join(failures), file=sys.stderr)
+        return 1
+    print(f"ng_test {args.entrypoint}: passed")
+    return 0
