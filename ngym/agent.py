@@ -16,7 +16,7 @@ from fastapi.responses import Response as HTTPResponse
 from ngym.config.schema import ServerConfig
 from ngym.errors import RolloutError
 from ngym.server.base import Server, json_response
-from ngym.server.client import Cookies
+from ngym.server.client import Cookies, Reply
 from ngym.wire.responses import Response, ResponseCreateParams
 from ngym.wire.rows import RunRequest, dump
 
@@ -59,13 +59,13 @@ class Agent(Server[ServerConfig]):
         raise NotImplementedError
 
 
-def upstream_error(what: str, server: str, response: httpx.Response, kind: str) -> RolloutError:
+def upstream_error(what: str, server: str, response: Reply, kind: str) -> RolloutError:
     """A typed failure for a non-2xx answer from another server (429 and 5xx are retryable)."""
     status = response.status_code
     text = response.text[:2000]
     retryable = status == 429 or status >= 500
     return RolloutError(
-        f"{what} on {server!r} ({response.request.url}) answered HTTP {status}: {text}",
+        f"{what} on {server!r} ({response.url}) answered HTTP {status}: {text}",
         kind=kind,
         retryable=retryable,
         status=502 if status >= 500 else (status if status == 429 else 502),

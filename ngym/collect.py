@@ -221,7 +221,7 @@ def _classify(error: BaseException) -> tuple[str, bool]:
 
 
 async def _post_run(client: ServerClient, task: Task, deadline_s: float) -> httpx.Response:
-    return await asyncio.wait_for(client.post(task.agent, "/run", json=task.row, timeout=deadline_s), deadline_s)
+    return await asyncio.wait_for(client.post(task.agent, "/run", json=task.row, timeout=deadline_s + 5), deadline_s)
 
 
 async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, deadline_s: float = 3600.0) -> Outcome:

@@ -195,6 +195,7 @@ class Server(Generic[C]):
             log_level=os.environ.get("NGYM_LOG_LEVEL", "warning"),
             access_log=False,
             timeout_graceful_shutdown=1,
+            timeout_keep_alive=75,  # longer than clients keep idle connections (30 s): no reuse races
             loop="auto",
             http="auto",
         )

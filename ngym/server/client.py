@@ -13,8 +13,10 @@ import os
 import random
 from collections.abc import Awaitable, Callable
 from http.cookiejar import Cookie, CookieJar
+from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 import yaml
@@ -52,8 +54,28 @@ def to_json_bytes(payload: Any) -> bytes:
     return orjson.dumps(payload)
 
 
-def response_cookies(response: httpx.Response) -> Cookies:
+def response_cookies(response: httpx.Response | Reply) -> Cookies:
+    """The cookies a response sets (``Set-Cookie``), by name."""
+    if isinstance(response, Reply):
+        return dict(response.cookies)
     return {name: value for name, value in response.cookies.items()}
+
+
+@dataclass(slots=True)
+class Reply:
+    """An HTTP answer from another server: status, body, where it came from, cookies it set."""
+
+    status_code: int
+    content: bytes
+    url: str
+    cookies: Cookies = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return orjson.loads(self.content)
 
 
 def make_http_client(
@@ -87,13 +109,18 @@ class ServerClient:
         http: httpx.AsyncClient | None = None,
         *,
         config: DictConfig | None = None,
+        timeout_s: float = 900.0,
     ) -> None:
         self.urls = urls
         self.config = config
         self._http = http
+        self._aio: aiohttp.ClientSession | None = None
+        self.timeout_s = timeout_s
+        self.connect_timeout_s = 10.0
 
     @property
     def http(self) -> httpx.AsyncClient:
+        """The httpx client (in-process tests); servers talking over sockets use aiohttp."""
         if self._http is None:
             self._http = make_http_client()
         return self._http
@@ -120,6 +147,45 @@ class ServerClient:
                 f"Instances: {sorted(self.urls) or 'none'}."
             ) from None
 
+    def _session(self) -> aiohttp.ClientSession:
+        if self._aio is None or self._aio.closed:
+            token = current_token()
+            self._aio = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),  # < the servers' 75 s,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s, connect=self.connect_timeout_s),
+                headers={TOKEN_HEADER: token} if token else None,
+                json_serialize=lambda v: orjson.dumps(v).decode(),
+                trust_env=False,
+            )
+        return self._aio
+
+    async def _send(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float | None
+    ) -> Reply:
+        if self._http is not None:  # an explicit httpx client: in-process ASGI apps in tests
+            answer = await self._http.request(
+                method, url, content=body, headers=headers,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+            return Reply(answer.status_code, answer.content, str(answer.url), response_cookies(answer))
+        request_timeout = aiohttp.ClientTimeout(total=timeout, connect=self.connect_timeout_s) if timeout else None
+        try:
+            async with self._session().request(
+                method, url, data=body, headers=headers, timeout=request_timeout
+            ) as answer:
+                content = await answer.read()
+                cookies = {name: morsel.value for name, morsel in answer.cookies.items()}
+                return Reply(answer.status, content, url, cookies)
+        except asyncio.TimeoutError:
+            raise httpx.ReadTimeout(f"no answer from {url} in time") from None
+        except aiohttp.ServerDisconnectedError as e:
+            raise httpx.RemoteProtocolError(f"{url}: {e}") from None
+        except aiohttp.ClientConnectionError as e:
+            raise httpx.ConnectError(f"{url}: {e}") from None
+        except aiohttp.ClientError as e:
+            raise httpx.TransportError(f"{url}: {type(e).__name__}: {e}") from None
+
     async def post(
         self,
         server_name: str,
@@ -127,16 +193,12 @@ class ServerClient:
         json: Any = None,
         cookies: Cookies | None = None,
         timeout: float | None = None,
-    ) -> httpx.Response:
+    ) -> Reply:
         headers = {"content-type": "application/json"}
         if cookies:
             headers["cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        return await self.http.post(
-            self.url_of(server_name) + url_path,
-            content=to_json_bytes({} if json is None else json),
-            headers=headers,
-            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )
+        body = to_json_bytes({} if json is None else json)
+        return await self._send("POST", self.url_of(server_name) + url_path, body, headers, timeout)
 
     async def post_retrying(
         self,
@@ -146,18 +208,20 @@ class ServerClient:
         cookies: Cookies | None = None,
         attempts: int = 3,
         timeout: float | None = None,
-    ) -> httpx.Response:
+    ) -> Reply:
         """:meth:`post`, retrying transient failures (connection errors, 429, 500, 502-504) with
         jittered exponential backoff; the last answer (or error) is returned (raised)."""
         return await with_retries(lambda: self.post(server_name, url_path, json, cookies, timeout), attempts)
 
-    async def get(self, server_name: str, url_path: str, cookies: Cookies | None = None) -> httpx.Response:
+    async def get(self, server_name: str, url_path: str, cookies: Cookies | None = None) -> Reply:
         headers = {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())} if cookies else {}
-        return await self.http.get(self.url_of(server_name) + url_path, headers=headers)
+        return await self._send("GET", self.url_of(server_name) + url_path, None, headers, None)
 
     async def aclose(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+        if self._aio is not None:
+            await self._aio.close()
 
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -165,8 +229,8 @@ TRANSIENT_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadErr
 
 
 async def with_retries(
-    send: Callable[[], Awaitable[httpx.Response]], attempts: int = 3, base_delay_s: float = 0.2
-) -> httpx.Response:
+    send: Callable[[], Awaitable[Reply]], attempts: int = 3, base_delay_s: float = 0.2
+) -> Reply:
     for attempt in range(1, attempts + 1):
         try:
             answer = await send()
