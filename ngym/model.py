@@ -5,9 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from ngym.config.schema import ServerConfig
-from ngym.server.base import Server
+from fastapi.responses import Response as HTTPResponse
+
+from ngym.server.base import Server, json_response
 from ngym.wire.chat import ChatCompletion, ChatCompletionCreateParams
 from ngym.wire.responses import Response, ResponseCreateParams
+from ngym.wire.rows import dump
 
 
 class ModelServer(Server[ServerConfig]):
@@ -18,13 +21,15 @@ class ModelServer(Server[ServerConfig]):
     def setup_webserver(self) -> FastAPI:
         app = super().setup_webserver()
 
-        @app.post("/v1/responses", response_model_exclude_none=True)
-        async def responses(body: ResponseCreateParams, request: Request) -> Response:
-            return await self.responses(body, request)
+        # Serialised once with orjson: the objects were built from typed models already, so a second
+        # validation pass through a FastAPI response model would only cost time.
+        @app.post("/v1/responses", response_model=Response, response_model_exclude_none=True)
+        async def responses(body: ResponseCreateParams, request: Request) -> HTTPResponse:
+            return json_response(dump(await self.responses(body, request)))
 
-        @app.post("/v1/chat/completions", response_model_exclude_none=True)
-        async def chat_completions(body: ChatCompletionCreateParams, request: Request) -> ChatCompletion:
-            return await self.chat_completions(body, request)
+        @app.post("/v1/chat/completions", response_model=ChatCompletion, response_model_exclude_none=True)
+        async def chat_completions(body: ChatCompletionCreateParams, request: Request) -> HTTPResponse:
+            return json_response(dump(await self.chat_completions(body, request)))
 
         @app.get("/v1/models")
         async def models() -> dict[str, object]:
