@@ -7,10 +7,8 @@ processes of this one); the rest of the launcher only starts, polls and stops ha
 from __future__ import annotations
 
 import collections
-import ctypes
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -26,20 +24,10 @@ from omegaconf import OmegaConf
 from ngym.config.deployment import Deployment, ServerSpec, check_ports_free
 from ngym.config.paths import PARENT_DIR
 from ngym.errors import DeploymentError
-from ngym.server.base import CONFIG_ENV, INSTANCE_ENV
+from ngym.server.base import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, TokenMiddleware, is_loopback, write_token_file
 from ngym.server.head import build_head_app
 from ngym.server.sessions import SECRET_ENV
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
-
 
 class Handle(Protocol):
     spec: ServerSpec
@@ -124,12 +112,11 @@ class LocalProcesses:
         process = subprocess.Popen(
             [sys.executable, "-u", spec.entrypoint],
             cwd=spec.dir,
-            env={**env, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"},
+            env={**env, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         return ProcessHandle(spec, process, self.out)
 

@@ -31,6 +31,25 @@ from ngym.server.sessions import SessionMiddleware
 
 CONFIG_ENV = "NGYM_CONFIG_DICT"
 INSTANCE_ENV = "NGYM_INSTANCE"
+PARENT_ENV = "NGYM_LAUNCHER_PID"
+
+
+def die_with_launcher() -> None:
+    """End this server when the launcher that started it dies, even by ``kill -9`` (Linux
+    ``PR_SET_PDEATHSIG``; set here, in the child, because ``preexec_fn`` is unsafe in a threaded
+    launcher)."""
+    launcher = os.environ.get(PARENT_ENV)
+    if not launcher:
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(launcher):  # the launcher died before the line above
+        sys.exit("error: the ng_run that started this server is gone")
 
 C = TypeVar("C", bound=ServerConfig)
 
@@ -172,6 +191,7 @@ class Server(Generic[C]):
     @classmethod
     def run_webserver(cls) -> None:
         """Entry point of a server process started by ``ng_run``."""
+        die_with_launcher()
         raw = os.environ.get(CONFIG_ENV) or os.environ.get("NEMO_GYM_CONFIG_DICT")
         name = os.environ.get(INSTANCE_ENV) or os.environ.get("NEMO_GYM_CONFIG_PATH")
         if not raw or not name:

@@ -81,10 +81,8 @@ class Reply:
 def make_http_client(
     timeout_s: float = 900.0, connect_timeout_s: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    token = current_token()
     return _CookielessClient(
         transport=transport,
-        headers={TOKEN_HEADER: token} if token else None,
         timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024),
         trust_env=False,

@@ -250,3 +250,14 @@ def test_non_loopback_servers_require_the_deployment_token(workdir: Path) -> Non
         assert len(read_jsonl(workdir / "results/out.jsonl")) == 10
     finally:
         stop(run)
+
+
+def test_kill_9_of_ng_run_takes_its_servers_with_it(workdir: Path) -> None:
+    run, port = start(workdir, SCRIPTED, SINGLE)
+    pids = [i["pid"] for i in httpx.get(f"http://127.0.0.1:{port}/server_instances").json()]
+    run.proc.kill()
+    run.proc.wait(10)
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [p for p in pids if alive(p)] == []
