@@ -3,6 +3,7 @@
 # e.g. `bash scripts/test.sh -m "not slow"` to skip the end-to-end tests.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export NGYM_TRAIN="${NGYM_TRAIN:-1}"  # the tests include 2 real GRPO steps: install the train extra (NGYM_TRAIN=0 skips)
 source "$ROOT/scripts/setup.sh"
 # --- ng_viewer's browser test: headless Chromium and its driver (Debian packages), root only ---
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
