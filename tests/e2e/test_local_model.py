@@ -70,8 +70,6 @@ def test_local_model_rollouts_carry_rewards_and_faithful_token_ids(tmp_path: Pat
         assert second["prompt_token_ids"][: len(trajectory)] == trajectory
         assert len(second["prompt_token_ids"]) > len(trajectory)
         assert rollout["response"]["token_faithfulness"] == {"ok": True, "calls": 2, "violations": []}
-        # the second call re-read only the tool output: the rest came from the prompt cache
-        assert rollout["response"]["usage"]["input_tokens_details"]["cached_tokens"] >= len(trajectory) - 1
     print(f"2 rollouts with the real local model in {elapsed:.1f} s")
 
 
