@@ -23,6 +23,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from ngym.errors import InputError
+from ngym.jsonl import iter_jsonl
 from ngym.server.client import ServerClient
 from ngym.wire.responses import ResponseCreateParams
 from ngym.wire.rows import AgentRef
@@ -100,64 +101,46 @@ def _scan(
     known = set(agents) if agents is not None else None
     task_index: dict[bytes, int] = {}
     rollouts_seen: dict[int, int] = {}
-    try:
-        handle = path.open("rb")
-    except OSError as e:
-        raise InputError(f"Cannot read the input file {str(path)!r}: {e.strerror}. Check +input_jsonl_fpath.") from None
-    with handle:
-        for lineno, raw in enumerate(handle, start=1):
-            if limit and lineno > limit:
-                break
-            text = raw.strip()
-            if not text:
-                continue
-            try:
-                row = orjson.loads(text)
-            except orjson.JSONDecodeError as e:
-                problems.append(_problem(path, lineno, f"not valid JSON ({e}). Each line must be one JSON object."))
-                continue
-            if not isinstance(row, dict):
-                problems.append(_problem(path, lineno, f"a row must be a JSON object, not {type(row).__name__}."))
-                continue
-            if "responses_create_params" not in row:
-                problems.append(_problem(path, lineno, "no 'responses_create_params' (the model request of the task)."))
-                continue
-            if overrides and isinstance(row["responses_create_params"], dict):
-                row["responses_create_params"] = {**row["responses_create_params"], **overrides}
-            try:
-                ResponseCreateParams.model_validate(row["responses_create_params"])
-            except ValidationError as e:
-                first = e.errors()[0]
-                loc = ".".join(str(p) for p in first["loc"])
-                problems.append(
-                    _problem(path, lineno, f"responses_create_params{'.' + loc if loc else ''}: {first['msg']} ({e.error_count()} error(s)).")
-                )
-                continue
-            if "agent_ref" not in row and agent_name:
-                row["agent_ref"] = {"name": agent_name}
-            if "agent_ref" not in row:
-                problems.append(
-                    _problem(path, lineno, "no agent_ref. Add {\"agent_ref\": {\"name\": \"<agent>\"}} or pass +agent_name=<agent>.")
-                )
-                continue
-            try:
-                ref = AgentRef.model_validate(row["agent_ref"])
-            except ValidationError as e:
-                problems.append(_problem(path, lineno, f"bad agent_ref {row['agent_ref']!r}: {e.errors()[0]['msg']}."))
-                continue
-            if known is not None and ref.name not in known:
-                problems.append(
-                    _problem(path, lineno, f"agent_ref names {ref.name!r}, which is not running. Agents: {sorted(known)}.")
-                )
-                continue
-            index = task_index.setdefault(hashlib.blake2b(text, digest_size=16).digest(), len(task_index))
-            for _ in range(num_repeats):
-                rollout = rollouts_seen.get(index, 0)
-                rollouts_seen[index] = rollout + 1
-                copy = {**row, TASK_INDEX: index, ROLLOUT_INDEX: rollout}
-                if add_seed:
-                    copy["responses_create_params"] = {**row["responses_create_params"], "seed": rollout}
-                yield Task(copy, ref.name, lineno)
+    for lineno, text, row in iter_jsonl(path, "input file", problems=problems, limit=limit):
+        if "responses_create_params" not in row:
+            problems.append(_problem(path, lineno, "no 'responses_create_params' (the model request of the task)."))
+            continue
+        if overrides and isinstance(row["responses_create_params"], dict):
+            row["responses_create_params"] = {**row["responses_create_params"], **overrides}
+        try:
+            ResponseCreateParams.model_validate(row["responses_create_params"])
+        except ValidationError as e:
+            first = e.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            problems.append(
+                _problem(path, lineno, f"responses_create_params{'.' + loc if loc else ''}: {first['msg']} ({e.error_count()} error(s)).")
+            )
+            continue
+        if "agent_ref" not in row and agent_name:
+            row["agent_ref"] = {"name": agent_name}
+        if "agent_ref" not in row:
+            problems.append(
+                _problem(path, lineno, "no agent_ref. Add {\"agent_ref\": {\"name\": \"<agent>\"}} or pass +agent_name=<agent>.")
+            )
+            continue
+        try:
+            ref = AgentRef.model_validate(row["agent_ref"])
+        except ValidationError as e:
+            problems.append(_problem(path, lineno, f"bad agent_ref {row['agent_ref']!r}: {e.errors()[0]['msg']}."))
+            continue
+        if known is not None and ref.name not in known:
+            problems.append(
+                _problem(path, lineno, f"agent_ref names {ref.name!r}, which is not running. Agents: {sorted(known)}.")
+            )
+            continue
+        index = task_index.setdefault(hashlib.blake2b(text, digest_size=16).digest(), len(task_index))
+        for _ in range(num_repeats):
+            rollout = rollouts_seen.get(index, 0)
+            rollouts_seen[index] = rollout + 1
+            copy = {**row, TASK_INDEX: index, ROLLOUT_INDEX: rollout}
+            if add_seed:
+                copy["responses_create_params"] = {**row["responses_create_params"], "seed": rollout}
+            yield Task(copy, ref.name, lineno)
 
 
 def _raise_problems(path: Path, problems: list[str]) -> None:

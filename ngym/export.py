@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ngym.errors import InputError
+from ngym.wire.content import content_text
 
 __all__ = ["ExportStats", "chat_tools", "dpo_pairs", "input_messages", "output_messages", "sft_rows"]
 
@@ -34,26 +35,6 @@ TASK_INDEX = "_ng_task_index"
 ROLLOUT_INDEX = "_ng_rollout_index"
 
 Message = dict[str, Any]
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, Mapping):
-                text = part.get("text")
-                if text is None and part.get("type") == "refusal":
-                    text = part.get("refusal")
-                if isinstance(text, str):
-                    parts.append(text)
-            elif isinstance(part, str):
-                parts.append(part)
-        return "".join(parts)
-    return str(content)
 
 
 class _Builder:
@@ -79,7 +60,9 @@ class _Builder:
         kind = item.get("type") or ("message" if "role" in item else None)
         if kind == "message":
             role = item.get("role")
-            text = _text(item.get("content"))
+            content = item.get("content")
+            # a scalar content (not the string or list of parts the API sends) is kept as its text
+            text = str(content) if content is not None and not isinstance(content, str | list) else content_text(content)
             if role == "assistant":
                 current = self.assistant()
                 if current.get("tool_calls"):  # text after tool calls in one turn: keep order, new message
@@ -107,7 +90,7 @@ class _Builder:
             content = output if isinstance(output, str) else json.dumps(output)
             self.messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": content})
         elif kind == "reasoning":
-            summary = "\n".join(_text([s]) for s in item.get("summary") or [] if isinstance(s, Mapping))
+            summary = "\n".join(content_text([s]) for s in item.get("summary") or [] if isinstance(s, Mapping))
             if summary:
                 current = self.assistant()
                 current["reasoning_content"] = (current.get("reasoning_content") or "") + summary

