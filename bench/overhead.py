@@ -45,6 +45,12 @@ CLK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.machine())
+    return f"{platform.node()}: {os.cpu_count()} cpus, {model}"
+
+
 def tree(root: int) -> list[int]:
     """``root`` and all its descendants."""
     children: dict[int, list[int]] = {}
@@ -133,7 +139,7 @@ class Deployment:
 
     def stop(self) -> None:
         self._sampling = False
-        self.proc.send_signal(signal.SIGINT)
+        self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
 
 
@@ -164,7 +170,7 @@ async def drive(head: HeadServerConfig, n: int, concurrency: int) -> tuple[float
 
 def one_run(args: argparse.Namespace, concurrency: int, n: int) -> dict:
     port = 11500 + (os.getpid() % 400)
-    dep = Deployment(port, args.delay_s, args.extra)
+    dep = Deployment(port, args.delay_s, [*args.extra, *(["+colocate=true"] if args.colocate else [])])
     try:
         pids = tree(dep.proc.pid)
         # warm-up: a few rollouts so imports, pools and caches are hot
@@ -196,6 +202,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--delay-s", type=float, default=0.0, help="fixed latency of every model call")
     parser.add_argument("--label", default="ngym")
+    parser.add_argument("--colocate", action="store_true", help="host every server in one process (+colocate=true)")
     parser.add_argument("--extra", nargs="*", default=[], help="extra ng_run overrides")
     parser.add_argument("--out", default=str(REPO / "bench/results.jsonl"))
     args = parser.parse_args()
@@ -206,7 +213,8 @@ def main() -> None:
         record = {
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "label": args.label,
-            "machine": f"{platform.node()} {os.cpu_count()} cpus {platform.processor() or platform.machine()}",
+            "machine": machine(),
+            "colocate": args.colocate,
             "concurrency": c,
             "rollouts": n,
             "delay_s": args.delay_s,

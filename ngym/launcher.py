@@ -27,6 +27,7 @@ from ngym.errors import DeploymentError
 from ngym.server.base import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, TokenMiddleware, is_loopback, write_token_file
 from ngym.server.head import build_head_app
+from ngym.server.host import HOSTED_ENV
 from ngym.server.sessions import SECRET_ENV
 
 class Handle(Protocol):
@@ -44,6 +45,10 @@ class Handle(Protocol):
 class Placement(Protocol):
     def start(self, spec: ServerSpec, env: dict[str, str]) -> Handle: ...
 
+    def start_group(self, specs: list[ServerSpec], env: dict[str, str]) -> dict[str, Handle]:
+        """Start ``specs`` hosted together (``colocate``): one handle per server."""
+        ...
+
 
 @dataclass
 class ProcessHandle:
@@ -52,6 +57,7 @@ class ProcessHandle:
     out: IO[str]
     started_at: float = field(default_factory=time.time)
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=30))
+    label: str = ""
 
     def __post_init__(self) -> None:
         self._pump = threading.Thread(target=self._pump_logs, name=f"log-{self.spec.name}", daemon=True)
@@ -63,7 +69,7 @@ class ProcessHandle:
 
     def _pump_logs(self) -> None:
         assert self.process.stdout is not None
-        prefix = f"({self.spec.name}) "
+        prefix = f"({self.label or self.spec.name}) "
         for raw in self.process.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
             self.tail.append(line)
@@ -95,6 +101,37 @@ class ProcessHandle:
             return None
 
 
+@dataclass
+class SharedHandle:
+    """A server hosted in a process with others: its state is the process's."""
+
+    spec: ServerSpec
+    host: ProcessHandle
+
+    @property
+    def pid(self) -> int | None:
+        return self.host.pid
+
+    @property
+    def started_at(self) -> float:
+        return self.host.started_at
+
+    def returncode(self) -> int | None:
+        return self.host.returncode()
+
+    def log_tail(self) -> list[str]:
+        return self.host.log_tail()
+
+    def terminate(self) -> None:
+        self.host.terminate()
+
+    def kill(self) -> None:
+        self.host.kill()
+
+    def wait(self, timeout: float) -> int | None:
+        return self.host.wait(timeout)
+
+
 class LocalProcesses:
     """Each server is a child process of the launcher, in the launcher's Python environment."""
 
@@ -119,6 +156,21 @@ class LocalProcesses:
             start_new_session=True,
         )
         return ProcessHandle(spec, process, self.out)
+
+    def start_group(self, specs: list[ServerSpec], env: dict[str, str]) -> dict[str, Handle]:
+        names = ",".join(s.name for s in specs)
+        process = subprocess.Popen(
+            [sys.executable, "-u", "-m", "ngym.server.host"],
+            cwd=PARENT_DIR,
+            env={**env, HOSTED_ENV: names, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
+                 "PYTHONPATH": os.pathsep.join(p for p in (str(PARENT_DIR), env.get("PYTHONPATH", "")) if p)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        host = ProcessHandle(specs[0], process, self.out, label=f"hosted: {names}")
+        return {spec.name: SharedHandle(spec, host) for spec in specs}
 
 
 class Launcher:
@@ -176,8 +228,12 @@ class Launcher:
             self.token_path = write_token_file(self.deployment.head.port, self.token)
         try:
             self._start_head()
+            hosted = [self.deployment.servers[n] for n in self.deployment.colocated]
+            if hosted:
+                self.handles.update(self.placement.start_group(hosted, env))
             for spec in self.deployment.servers.values():
-                self.handles[spec.name] = self.placement.start(spec, {**env, INSTANCE_ENV: spec.name})
+                if spec.name not in self.handles:
+                    self.handles[spec.name] = self.placement.start(spec, {**env, INSTANCE_ENV: spec.name})
             self._wait_ready()
         except BaseException:
             self.stop()

@@ -98,6 +98,9 @@ def entrypoint(command: str, summary: str, model: type[BaseModel] | None = None,
                 print(format_help(command, summary, model, usage))
                 sys.exit(0)
             signal.signal(signal.SIGTERM, _raise_interrupt)
+            # a job started in the background by a script inherits SIGINT as ignored; `kill -INT`
+            # (what Ctrl-C sends) must still stop the command and everything it started
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
                 code = fn(argv)
             except NgymError as e:

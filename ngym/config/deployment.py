@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from ngym.config.paths import PARENT_DIR
 from ngym.config.schema import RESERVED_KEYS, SERVER_TYPES, HeadServerConfig, ServerConfig
-from ngym.errors import AlmostServerError, PortError, ServerRefError, ServerTypeError
+from ngym.errors import AlmostServerError, ConfigError, PortError, ServerRefError, ServerTypeError
 
 KIND_NAMES = {
     "resources_servers": "resources",
@@ -59,6 +59,8 @@ class Deployment:
     config: DictConfig
     servers: dict[str, ServerSpec] = field(default_factory=dict)
     head: HeadServerConfig = field(default_factory=HeadServerConfig)
+    #: instances hosted together in one process (``colocate:`` in the config), in config order
+    colocated: list[str] = field(default_factory=list)
 
     def of_type(self, server_type: str) -> list[ServerSpec]:
         return [s for s in self.servers.values() if s.type == server_type]
@@ -257,7 +259,28 @@ def build_deployment(
             source=sources.get(name),
         )
     cfg.disallowed_ports = sorted(taken)
+    deployment.colocated = _colocated(cfg.get("colocate"), list(deployment.servers))
     return deployment
+
+
+def _colocated(value: Any, names: list[str]) -> list[str]:
+    """``colocate: true`` hosts every instance in one process; a list names the ones to host."""
+    value = _plain(value)
+    if value is None or value is False:
+        return []
+    if value is True:
+        return names
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"colocate: expected true, false or a list of instance names, got {value!r}. "
+            f"Example: +colocate=true or \"+colocate=[{', '.join(names[:2])}]\"."
+        )
+    unknown = [v for v in value if v not in names]
+    if unknown:
+        raise ConfigError(f"colocate names {unknown}, which are not server instances. Instances: {names}.")
+    return [n for n in names if n in value]
 
 
 def check_ports_free(deployment: Deployment) -> None:

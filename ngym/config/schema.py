@@ -17,6 +17,7 @@ RESERVED_KEYS = frozenset(
         "python_version", "pip_install_verbose", "use_absolute_ip", "uv_pip_set_python", "skip_venv_if_present",
         "hf_token", "ray_head_node_address", "port_range_low", "port_range_high", "dry_run", "uv_cache_dir",
         "uv_venv_dir", "error_on_almost_servers", "policy_base_url", "policy_api_key", "policy_model_name",
+        "colocate",
     }
 )
 

@@ -27,6 +27,7 @@ from ngym.config.schema import ServerConfig
 from ngym.errors import ConfigError, NgymError, RolloutError
 from ngym.server.auth import TOKEN_ENV, TokenMiddleware, current_token, is_loopback
 from ngym.server.client import ServerClient
+from ngym.server.fastpath import FastPathApp
 from ngym.server.sessions import SessionMiddleware
 
 CONFIG_ENV = "NGYM_CONFIG_DICT"
@@ -81,19 +82,9 @@ class ErrorMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as e:  # noqa: BLE001 - every failure must become a response
-            if isinstance(e, RolloutError):
-                log.warning("%s: %s", self.server_name, e)
-            else:
-                traceback.print_exc()
             if started:
                 raise
-
-            payload: dict[str, Any] = {"error": f"{type(e).__name__}: {e}", "server": self.server_name}
-            status = 500
-            if isinstance(e, RolloutError):
-                payload.update(error=str(e), kind=e.kind, retryable=e.retryable)
-                status = e.status
-            body = orjson.dumps(payload)
+            status, body = error_answer(e, self.server_name)
             await send(
                 {
                     "type": "http.response.start",
@@ -102,6 +93,20 @@ class ErrorMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": body})
+
+
+def error_answer(e: Exception, server_name: str) -> tuple[int, bytes]:
+    """Status and JSON body for an exception a handler raised (logged here)."""
+    if isinstance(e, RolloutError):
+        log.warning("%s: %s", server_name, e)
+    else:
+        traceback.print_exception(e)
+    payload: dict[str, Any] = {"error": f"{type(e).__name__}: {e}", "server": server_name}
+    status = 500
+    if isinstance(e, RolloutError):
+        payload.update(error=str(e), kind=e.kind, retryable=e.retryable)
+        status = e.status
+    return status, orjson.dumps(payload)
 
 
 def json_response(payload: Any, status_code: int = 200) -> Response:
@@ -160,8 +165,9 @@ class Server(Generic[C]):
 
         return app
 
-    def build_app(self) -> FastAPI:
-        """The complete ASGI app: routes, errors as JSON, sessions (outermost)."""
+    def build_app(self) -> FastPathApp:
+        """The complete ASGI app: routes, errors as JSON, sessions, and the fast path for JSON
+        routes in front (:mod:`ngym.server.fastpath`; attributes of the FastAPI app pass through)."""
         app = self.setup_webserver()
         app.add_middleware(ErrorMiddleware, server_name=self.config.name)
         app.add_middleware(SessionMiddleware, cookie_name=f"{type(self).__name__}___{self.config.name}")
@@ -173,7 +179,7 @@ class Server(Generic[C]):
                     f"deployment token is set ({TOKEN_ENV}). Start it with ng_run, which makes one."
                 )
             app.add_middleware(TokenMiddleware, token=token)
-        return app
+        return FastPathApp(app)
 
     @classmethod
     def from_global_config(cls, global_config: DictConfig, name: str) -> typing.Self:
@@ -191,6 +197,9 @@ class Server(Generic[C]):
     @classmethod
     def run_webserver(cls) -> None:
         """Entry point of a server process started by ``ng_run``."""
+        if _hosting is not None:  # imported by a process that hosts several servers (ngym.server.host)
+            _hosting(cls)
+            return
         die_with_launcher()
         raw = os.environ.get(CONFIG_ENV) or os.environ.get("NEMO_GYM_CONFIG_DICT")
         name = os.environ.get(INSTANCE_ENV) or os.environ.get("NEMO_GYM_CONFIG_PATH")
@@ -205,23 +214,35 @@ class Server(Generic[C]):
             server = cls.from_global_config(cfg, name)
         except NgymError as e:
             sys.exit(f"error: {e}")
-        _raise_open_file_limit()
+        raise_open_file_limit()
         import uvicorn
 
-        uvicorn.run(
-            server.build_app(),
-            host=server.config.host or "127.0.0.1",
-            port=int(server.config.port or 0),
-            log_level=os.environ.get("NGYM_LOG_LEVEL", "warning"),
-            access_log=False,
-            timeout_graceful_shutdown=1,
-            timeout_keep_alive=75,  # longer than clients keep idle connections (30 s): no reuse races
-            loop="auto",
-            http="auto",
-        )
+        uvicorn.Server(uvicorn_config(server.build_app(), server.config.host, server.config.port)).run()
 
 
-def _raise_open_file_limit() -> None:
+#: set by :mod:`ngym.server.host` while it runs a server module: receives the server class
+_hosting: typing.Callable[[type[Server[typing.Any]]], None] | None = None
+
+
+def uvicorn_config(app: ASGIApp, host: str | None, port: int | None) -> typing.Any:
+    """How every ngym server is served (one place, so hosted and single servers behave the same)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host or "127.0.0.1",
+        port=int(port or 0),
+        log_level=os.environ.get("NGYM_LOG_LEVEL", "warning"),
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=75,  # longer than clients keep idle connections (30 s): no reuse races
+        backlog=8192,  # bursts of thousands of new connections (large collections) are not refused
+        loop="auto",
+        http="auto",
+    )
+
+
+def raise_open_file_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = min(65535, hard)
     if soft < target:

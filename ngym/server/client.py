@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel
 
 from ngym.config.schema import HeadServerConfig
+from ngym.server import local
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, current_token
 from ngym.errors import DeploymentError
 
@@ -159,8 +160,15 @@ class ServerClient:
         return self._aio
 
     async def _send(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str], timeout: float | None
+        self, method: str, base: str, path: str, body: bytes | None, cookies: Cookies | None, timeout: float | None
     ) -> Reply:
+        app = local.app_for(base)
+        if app is not None:  # a server hosted by this process: no socket (ngym.server.local)
+            return await self._send_local(app, method, base, path, body, cookies, timeout)
+        url = base + path
+        headers = {"content-type": "application/json"} if body is not None else {}
+        if cookies:
+            headers["cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         if self._http is not None:  # an explicit httpx client: in-process ASGI apps in tests
             answer = await self._http.request(
                 method, url, content=body, headers=headers,
@@ -173,8 +181,8 @@ class ServerClient:
                 method, url, data=body, headers=headers, timeout=request_timeout
             ) as answer:
                 content = await answer.read()
-                cookies = {name: morsel.value for name, morsel in answer.cookies.items()}
-                return Reply(answer.status, content, url, cookies)
+                got = {name: morsel.value for name, morsel in answer.cookies.items()}
+                return Reply(answer.status, content, url, got)
         except asyncio.TimeoutError:
             raise httpx.ReadTimeout(f"no answer from {url} in time") from None
         except aiohttp.ServerDisconnectedError as e:
@@ -184,6 +192,24 @@ class ServerClient:
         except aiohttp.ClientError as e:
             raise httpx.TransportError(f"{url}: {type(e).__name__}: {e}") from None
 
+    async def _send_local(
+        self, app: Any, method: str, base: str, path: str, body: bytes | None, cookies: Cookies | None,
+        timeout: float | None,
+    ) -> Reply:
+        url = base + path
+        headers = {"content-type": "application/json"} if body is not None else {}
+        token = current_token()
+        if token:
+            headers[TOKEN_HEADER] = token
+        try:
+            async with asyncio.timeout(timeout if timeout is not None else self.timeout_s):
+                status, content, got = await local.call(app, base, method, path, body, cookies, headers)
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no answer from {url} in time") from None
+        except local.LocalCallError as e:
+            raise httpx.RemoteProtocolError(f"{url}: {e}") from None
+        return Reply(status, content, url, got)
+
     async def post(
         self,
         server_name: str,
@@ -192,11 +218,8 @@ class ServerClient:
         cookies: Cookies | None = None,
         timeout: float | None = None,
     ) -> Reply:
-        headers = {"content-type": "application/json"}
-        if cookies:
-            headers["cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
         body = to_json_bytes({} if json is None else json)
-        return await self._send("POST", self.url_of(server_name) + url_path, body, headers, timeout)
+        return await self._send("POST", self.url_of(server_name), url_path, body, cookies, timeout)
 
     async def post_retrying(
         self,
@@ -212,8 +235,7 @@ class ServerClient:
         return await with_retries(lambda: self.post(server_name, url_path, json, cookies, timeout), attempts)
 
     async def get(self, server_name: str, url_path: str, cookies: Cookies | None = None) -> Reply:
-        headers = {"cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())} if cookies else {}
-        return await self._send("GET", self.url_of(server_name) + url_path, None, headers, None)
+        return await self._send("GET", self.url_of(server_name), url_path, None, cookies, None)
 
     async def aclose(self) -> None:
         if self._http is not None:

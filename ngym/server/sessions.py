@@ -13,7 +13,7 @@ import hmac
 import os
 import secrets
 import time
-import uuid
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from http.cookies import SimpleCookie
@@ -37,16 +37,39 @@ def deployment_secret() -> bytes:
     return value.encode()
 
 
+def new_session_id() -> str:
+    """A fresh session id: unique, not a secret (the cookie's signature is what cannot be forged)."""
+    return f"{random.getrandbits(128):032x}"
+
+
+class SessionCookie:
+    """The signed session cookie of one server: ``<name>=<session id>.<signature>``."""
+
+    def __init__(self, name: str, secret: bytes | None = None) -> None:
+        self.name = name
+        self.secret = secret or deployment_secret()
+
+    def sign(self, sid: str) -> str:
+        return hashlib.blake2b(sid.encode(), key=self.secret[:64], digest_size=16).hexdigest()
+
+    def verify(self, value: str) -> str | None:
+        """The session id in a cookie value, or None if it is not one this deployment signed."""
+        sid, _, sig = value.partition(".")
+        return sid if sid and hmac.compare_digest(sig, self.sign(sid)) else None
+
+    def value(self, sid: str) -> str:
+        return f"{sid}.{self.sign(sid)}"
+
+    def header(self, sid: str) -> bytes:
+        return f"{self.name}={self.value(sid)}; Path=/; HttpOnly; SameSite=lax".encode("latin-1")
+
+
 class SessionMiddleware:
     """Pure ASGI middleware: finds or starts the session, sets the cookie only for new sessions."""
 
     def __init__(self, app: ASGIApp, cookie_name: str, secret: bytes | None = None) -> None:
         self.app = app
-        self.cookie_name = cookie_name
-        self.secret = secret or deployment_secret()
-
-    def _sign(self, sid: str) -> str:
-        return hmac.new(self.secret, sid.encode(), hashlib.sha256).hexdigest()[:32]
+        self.cookie = SessionCookie(cookie_name, secret)
 
     def _read(self, scope: Scope) -> str | None:
         for name, value in scope.get("headers", ()):
@@ -57,11 +80,11 @@ class SessionMiddleware:
                 jar.load(value.decode("latin-1"))
             except Exception:
                 continue
-            morsel = jar.get(self.cookie_name)
+            morsel = jar.get(self.cookie.name)
             if morsel is None:
                 continue
-            sid, _, sig = morsel.value.partition(".")
-            if sid and hmac.compare_digest(sig, self._sign(sid)):
+            sid = self.cookie.verify(morsel.value)
+            if sid:
                 return sid
         return None
 
@@ -72,13 +95,13 @@ class SessionMiddleware:
         sid = self._read(scope)
         is_new = sid is None
         if sid is None:
-            sid = uuid.uuid4().hex
+            sid = new_session_id()
         scope["session"] = {SESSION_ID_KEY: sid}
         scope.setdefault("state", {})[SESSION_ID_KEY] = sid
         if not is_new:
             await self.app(scope, receive, send)
             return
-        cookie = f"{self.cookie_name}={sid}.{self._sign(sid)}; Path=/; HttpOnly; SameSite=lax".encode("latin-1")
+        cookie = self.cookie.header(sid)
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start":

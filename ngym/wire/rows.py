@@ -55,7 +55,8 @@ class VerifyResponse(VerifyRequest):
     @classmethod
     def of(cls, request: VerifyRequest, **fields: Any) -> Self:
         """The verify response for ``request``: its fields (task fields included) plus ``fields``."""
-        return cls.model_validate({**request.model_dump(), **fields})
+        # the request's own values (fields and extras, nested models as they are): no dump-and-reparse
+        return cls.model_validate({**dict(request), **fields})
 
 
 def dump(model: BaseModel) -> dict[str, Any]:

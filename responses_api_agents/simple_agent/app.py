@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
 import orjson
@@ -39,10 +40,9 @@ def _error_output(message: str) -> str:
 class SimpleAgent(Agent):
     config: SimpleAgentConfig
 
-    async def _call_model(self, body: ResponseCreateParams, items: list, cookies: Cookies) -> Response:
+    async def _call_model(self, request: dict[str, Any], cookies: Cookies) -> Response:
+        """One model call; ``request`` is the create-params body as JSON-ready data."""
         name = self.config.model_server.name
-        request = dump(body)
-        request["input"] = [dump(item) for item in items]
         try:
             answer = await self.server_client.post_retrying(
                 name, "/v1/responses", json=request, cookies=cookies, attempts=self.config.model_max_attempts
@@ -91,7 +91,9 @@ class SimpleAgent(Agent):
         return answer.text
 
     async def episode(self, body: ResponseCreateParams, resources_cookies: Cookies) -> Episode:
-        items = body.input_items()
+        # each item is made JSON-ready once, not again at every later model call of the episode
+        request = dump(body)
+        request["input"] = [dump(item) for item in body.input_items()]
         tools = {tool.name for tool in body.tools or []}
         new_outputs: list = []
         usage: Usage | None = None
@@ -100,8 +102,9 @@ class SimpleAgent(Agent):
         step = 0
         while True:
             step += 1
-            response = await self._call_model(body, items + new_outputs, model_cookies)
+            response = await self._call_model(request, model_cookies)
             new_outputs.extend(response.output)
+            request["input"].extend(dump(item) for item in response.output)
             if response.usage is not None:
                 usage = response.usage if usage is None else usage + response.usage
             calls = response.function_calls()
@@ -111,7 +114,9 @@ class SimpleAgent(Agent):
                 break
             for call in calls:
                 output = await self._call_tool(call, tools, resources_cookies)
-                new_outputs.append(FunctionCallOutput(type="function_call_output", call_id=call.call_id, output=output))
+                item = FunctionCallOutput(type="function_call_output", call_id=call.call_id, output=output)
+                new_outputs.append(item)
+                request["input"].append(dump(item))
             if self.config.max_steps and step >= self.config.max_steps:
                 break
         final = response.model_copy(update={"output": new_outputs, "usage": usage})

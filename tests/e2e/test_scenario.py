@@ -29,12 +29,16 @@ ng_collect_rollouts +input_jsonl_fpath=results/test_multiverifier_input.jsonl +o
 """
 
 
-def test_multi_environment_scenario_verbatim(workdir: Path) -> None:
-    run = NgRun([f"+config_paths=[{MODEL},{SINGLE},{MULTI}]"], workdir)
+@pytest.mark.parametrize("colocate", [False, True], ids=["process-per-server", "colocated"])
+def test_multi_environment_scenario_verbatim(workdir: Path, colocate: bool) -> None:
+    # colocated: every server in one process, calling each other without sockets, yet each one
+    # still answers over HTTP on its own port (the openai SDK checks below)
+    run = NgRun([f"+config_paths=[{MODEL},{SINGLE},{MULTI}]", *(["+colocate=true"] if colocate else [])], workdir)
     try:
         run.wait_ready()
         instances = httpx.get("http://127.0.0.1:11000/server_instances").json()
         pids = [i["pid"] for i in instances]
+        assert len(set(pids)) == (1 if colocate else 5)
         assert {i["name"] for i in instances} == {
             "policy_model", "example_single_tool_call", "example_single_tool_call_simple_agent",
             "example_multi_step_resources_server", "example_multi_step_simple_agent",
@@ -85,17 +89,23 @@ def test_multi_environment_scenario_verbatim(workdir: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("env_config", "agent", "typed_ref"),
-    [(SINGLE, "example_single_tool_call_simple_agent", True), (MULTI, "example_multi_step_simple_agent", False), (COUNTER, "example_session_state_mgmt_simple_agent", True)],
+    ("env_config", "agent", "typed_ref", "colocate"),
+    [
+        (SINGLE, "example_single_tool_call_simple_agent", True, False),
+        (MULTI, "example_multi_step_simple_agent", False, False),
+        (COUNTER, "example_session_state_mgmt_simple_agent", True, False),
+        (COUNTER, "example_session_state_mgmt_simple_agent", True, True),  # per-episode state without sockets
+    ],
 )
-def test_each_environment_alone_one_shot(workdir: Path, env_config: str, agent: str, typed_ref: bool) -> None:
+def test_each_environment_alone_one_shot(workdir: Path, env_config: str, agent: str, typed_ref: bool, colocate: bool) -> None:
     data = Path(env_config).parent.parent / "data" / "example.jsonl"
     ref = {"type": "responses_api_agents", "name": agent} if typed_ref else {"name": agent}
     rows = [json.loads(line) | {"agent_ref": ref} for line in (workdir / data).read_text().splitlines()]
     (workdir / "results/in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     done = subprocess.run(
         ["ng_collect_rollouts", f"+config_paths=[{MODEL},{env_config}]", f"+head_server.port={free_port()}",
-         "+input_jsonl_fpath=results/in.jsonl", "+output_jsonl_fpath=results/out.jsonl", "+num_repeats=2"],
+         "+input_jsonl_fpath=results/in.jsonl", "+output_jsonl_fpath=results/out.jsonl", "+num_repeats=2",
+         *(["+colocate=true"] if colocate else [])],
         cwd=workdir, env=command_env(), capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr

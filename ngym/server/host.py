@@ -1,0 +1,145 @@
+"""One process that hosts several servers of a deployment (``colocate: true`` in the config).
+
+Each hosted server keeps its own port, routes, middleware and session cookie, so it is reachable
+over HTTP exactly as when it runs alone; calls *between* hosted servers skip the socket
+(:mod:`ngym.server.local`). ``ng_run`` starts this as ``python -m ngym.server.host`` with the
+deployment config in ``NGYM_CONFIG_DICT`` and the instances in ``NGYM_INSTANCES``.
+
+What co-location trades: one interpreter (fast start, less memory, no per-hop HTTP between hosted
+servers) against isolation — a hosted server that blocks the event loop (synchronous CPU-heavy
+verification, say) slows every server of the process, and a crash stops them all. Keep such
+servers out with ``colocate: [name, ...]``. Hosted modules run with ``__name__ == "__main__"``
+and the repository root as working directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import types
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ngym.config.deployment import ServerSpec, build_deployment
+from ngym.errors import DeploymentError, NgymError
+from ngym.server import base, local
+
+HOSTED_ENV = "NGYM_INSTANCES"
+
+
+def load_server(spec: ServerSpec, cfg: DictConfig) -> base.Server[Any]:
+    """Run ``spec``'s entrypoint as ``__main__`` and build the server its ``run_webserver()`` names."""
+    path = spec.dir / spec.entrypoint
+    if not path.is_file():
+        raise DeploymentError(f"{spec.name}: entrypoint {str(path)!r} does not exist.")
+    built: list[base.Server[Any]] = []
+    module = types.ModuleType("__main__")
+    module.__file__ = str(path)
+    main, modules_before = sys.modules["__main__"], set(sys.modules)
+    sys.path.insert(0, str(spec.dir))
+    base._hosting = lambda cls: built.append(cls.from_global_config(cfg, spec.name))
+    sys.modules["__main__"] = module  # annotations resolve against the module while it runs
+    try:
+        exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
+    finally:
+        sys.modules["__main__"] = main
+        base._hosting = None
+        sys.path.remove(str(spec.dir))
+        # sibling modules of this server (its own utils.py, say) must not shadow another server's
+        for name in set(sys.modules) - modules_before:
+            file = getattr(sys.modules[name], "__file__", None) or ""
+            if file.startswith(str(spec.dir) + os.sep):
+                del sys.modules[name]
+    if not built:
+        raise DeploymentError(
+            f"{spec.name}: {path} did not call <YourServer>.run_webserver() under `if __name__ == \"__main__\":`, "
+            f"so it cannot be hosted with other servers. Leave it out of `colocate`."
+        )
+    return built[0]
+
+
+class PortDispatcher:
+    """One ASGI app in front of several: a request goes to the app of the port it came in on;
+    lifespan events go to every app (startup in order, shutdown in reverse)."""
+
+    def __init__(self, apps: dict[int, ASGIApp]) -> None:
+        self.apps = apps
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        server = scope.get("server") or (None, None)
+        app = self.apps.get(server[1])
+        if app is None:
+            raise RuntimeError(f"no hosted server listens on port {server[1]}")
+        await app(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        running: list[tuple[asyncio.Queue[Message], asyncio.Queue[Message], asyncio.Task[None]]] = []
+        for app in self.apps.values():
+            inbox: asyncio.Queue[Message] = asyncio.Queue()
+            outbox: asyncio.Queue[Message] = asyncio.Queue()
+            task = asyncio.ensure_future(app({**scope, "state": {}}, inbox.get, outbox.put))
+            running.append((inbox, outbox, task))
+            await inbox.put({"type": "lifespan.startup"})
+            answer = await _answer(outbox, task)
+            if answer is not None and answer["type"] == "lifespan.startup.failed":
+                await send(answer)
+                return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        for inbox, outbox, task in reversed(running):
+            if not task.done():
+                await inbox.put({"type": "lifespan.shutdown"})
+                await _answer(outbox, task)
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _answer(outbox: asyncio.Queue[Message], task: asyncio.Task[None]) -> Message | None:
+    """The app's next lifespan message, or None when it ended without one (no lifespan support)."""
+    getter = asyncio.ensure_future(outbox.get())
+    await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+    if getter.done():
+        return getter.result()
+    getter.cancel()
+    error = task.exception()
+    if error is not None:
+        return {"type": "lifespan.startup.failed", "message": f"{type(error).__name__}: {error}"}
+    return None
+
+
+def main() -> None:
+    base.die_with_launcher()
+    raw, names = os.environ.get(base.CONFIG_ENV), os.environ.get(HOSTED_ENV, "")
+    if not raw or not names:
+        sys.exit(f"error: ngym.server.host is started by ng_run (it needs {base.CONFIG_ENV} and {HOSTED_ENV}).")
+    cfg = OmegaConf.create(raw)
+    assert isinstance(cfg, DictConfig)
+    specs = build_deployment(cfg.copy(), assign_ports=False).servers
+    import uvicorn
+
+    apps: dict[int, ASGIApp] = {}
+    sockets = []
+    try:
+        for name in names.split(","):
+            spec = specs[name]
+            app = load_server(spec, cfg).build_app()
+            local.register(spec.url, app)
+            apps[spec.port] = app
+            sockets.append(uvicorn.Config(app, host=spec.host, port=spec.port, log_level="warning").bind_socket())
+    except NgymError as e:
+        sys.exit(f"error: {e}")
+    except KeyError as e:
+        sys.exit(f"error: instance {e} is not in the deployment config")
+    base.raise_open_file_limit()
+    first = specs[names.split(",")[0]]
+    uvicorn.Server(base.uvicorn_config(PortDispatcher(apps), first.host, first.port)).run(sockets=sockets)
+
+
+if __name__ == "__main__":
+    main()
