@@ -48,14 +48,18 @@ class Agent(Server[ServerConfig]):
 
         @app.post("/run")
         async def run(body: RunRequest, request: Request) -> HTTPResponse:
-            return json_response(await self.run(body, dict(request.cookies)))
+            result = await self.run(body, dict(request.cookies))
+            if isinstance(result, bytes):  # already JSON (the verifier's answer, passed through)
+                return HTTPResponse(result, media_type="application/json")
+            return json_response(result)
 
         return app
 
     async def episode(self, body: ResponseCreateParams, resources_cookies: Cookies) -> Episode:
         raise NotImplementedError
 
-    async def run(self, body: RunRequest, cookies: Cookies) -> dict[str, object]:
+    async def run(self, body: RunRequest, cookies: Cookies) -> dict[str, object] | bytes:
+        """The verified rollout: a dict, or its JSON bytes (for example the verifier's answer as is)."""
         raise NotImplementedError
 
 

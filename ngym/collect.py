@@ -260,22 +260,26 @@ async def run_tasks(
     are drawn from ``tasks`` only as slots free up (a 200k-row input is never all in memory)."""
     iterator = iter(tasks)
     pending: set[asyncio.Task[Outcome]] = set()
+    # finished rollouts arrive through a queue: O(1) per completion at any concurrency (asyncio.wait
+    # over the pending set would touch every in-flight task at each completion)
+    finished: asyncio.Queue[asyncio.Task[Outcome]] = asyncio.Queue()
 
     def refill() -> None:
         while len(pending) < concurrency:
             task = next(iterator, None)
             if task is None:
                 return
-            pending.add(asyncio.ensure_future(run_task(client, task, max_attempts, deadline_s)))
+            running = asyncio.ensure_future(run_task(client, task, max_attempts, deadline_s))
+            running.add_done_callback(finished.put_nowait)
+            pending.add(running)
 
     refill()
     try:
         while pending:
-            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for finished in done:
-                pending.discard(finished)
-                yield finished.result()
+            done = await finished.get()
+            pending.discard(done)
             refill()
+            yield done.result()
     finally:
         for leftover in pending:
             leftover.cancel()

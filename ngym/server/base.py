@@ -237,7 +237,7 @@ def uvicorn_config(app: ASGIApp, host: str | None, port: int | None) -> typing.A
         timeout_graceful_shutdown=1,
         timeout_keep_alive=75,  # longer than clients keep idle connections (30 s): no reuse races
         backlog=8192,  # bursts of thousands of new connections (large collections) are not refused
-        loop="auto",
+        loop=os.environ.get("NGYM_UVICORN_LOOP", "auto"),
         http="auto",
     )
 

@@ -7,7 +7,7 @@ Assistant messages may carry the three token fields of :class:`ngym.wire.respons
 from __future__ import annotations
 
 import time
-import uuid
+import random
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -83,7 +83,7 @@ class ChatUsage(_Open):
 
 
 class ChatCompletion(_Open):
-    id: str = Field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    id: str = Field(default_factory=lambda: f"chatcmpl-{random.getrandbits(128):032x}")
     object: Literal["chat.completion"] = "chat.completion"
     created: int = Field(default_factory=lambda: int(time.time()))
     model: str = ""

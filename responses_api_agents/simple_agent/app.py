@@ -122,7 +122,7 @@ class SimpleAgent(Agent):
         final = response.model_copy(update={"output": new_outputs, "usage": usage})
         return Episode(final, resources_cookies, model_cookies)
 
-    async def run(self, body: RunRequest, cookies: Cookies) -> dict[str, object]:
+    async def run(self, body: RunRequest, cookies: Cookies) -> bytes:
         name = self.config.resources_server.name
         row = body.model_dump(mode="json", exclude_unset=True)
         cookies = dict(cookies)
@@ -151,8 +151,7 @@ class SimpleAgent(Agent):
             ) from None
         if verified.status_code >= 400:
             raise upstream_error("/verify", name, verified, kind="verifier_error")
-        result: dict[str, object] = orjson.loads(verified.content)
-        return result
+        return verified.content  # the verifier's JSON, passed through without a parse and re-dump
 
 
 if __name__ == "__main__":
