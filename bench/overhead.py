@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -143,12 +144,14 @@ class Deployment:
         self.proc.wait(30)
 
 
-async def drive(head: HeadServerConfig, n: int, concurrency: int) -> tuple[float, list[float], int]:
+async def drive(
+    head: HeadServerConfig, n: int, concurrency: int, warmup: int = 0, on_start: Callable[[], None] = lambda: None
+) -> tuple[float, list[float], int]:
+    """``warmup`` rollouts at ``concurrency`` (imports, pools, caches and connections warm), then
+    ``on_start()``, then ``n`` timed ones through the same client."""
     client = ServerClient.from_config(await fetch_global_config(head))
     latencies: list[float] = []
     failures = 0
-    started: dict[int, float] = {}
-
     original = client.post
 
     async def timed_post(server_name, url_path, json=None, cookies=None, timeout=None):  # type: ignore[no-untyped-def]
@@ -158,11 +161,16 @@ async def drive(head: HeadServerConfig, n: int, concurrency: int) -> tuple[float
         return answer
 
     client.post = timed_post  # type: ignore[method-assign]
+    async for _ in run_tasks(client, tasks(warmup), concurrency=concurrency, max_attempts=1):
+        pass
+    latencies.clear()
+    on_start()
     t0 = time.perf_counter()
     async for outcome in run_tasks(client, tasks(n), concurrency=concurrency, max_attempts=1):
         if outcome.result is None:
             failures += 1
-            print("failure:", outcome.failure, file=sys.stderr)
+            if failures <= 5:
+                print("failure:", outcome.failure, file=sys.stderr)
     wall = time.perf_counter() - t0
     await client.aclose()
     return wall, latencies, failures
@@ -171,14 +179,16 @@ async def drive(head: HeadServerConfig, n: int, concurrency: int) -> tuple[float
 def one_run(args: argparse.Namespace, concurrency: int, n: int) -> dict:
     port = 11500 + (os.getpid() % 400)
     dep = Deployment(port, args.delay_s, [*args.extra, *(["+colocate=true"] if args.colocate else [])])
+    marks: dict[str, float] = {}
+
+    def start() -> None:  # CPU counts from the end of the warm-up; peak memory over the whole run
+        marks["cpu"], marks["me"] = cpu_seconds(tree(dep.proc.pid)), time.process_time()
+
     try:
-        pids = tree(dep.proc.pid)
-        # warm-up: a few rollouts so imports, pools and caches are hot
-        asyncio.run(drive(dep.head, min(64, n), min(concurrency, 32)))
-        pids = tree(dep.proc.pid)
-        cpu0, me0 = cpu_seconds(pids), time.process_time()
-        wall, lat, failures = asyncio.run(drive(dep.head, n, concurrency))
+        warmup = args.warmup if args.warmup >= 0 else min(n, max(64, concurrency))
+        wall, lat, failures = asyncio.run(drive(dep.head, n, concurrency, warmup, start))
         cpu1, me1 = cpu_seconds(tree(dep.proc.pid)), time.process_time()
+        cpu0, me0 = marks["cpu"], marks["me"]
     finally:
         dep.stop()
     lat.sort()
@@ -188,6 +198,7 @@ def one_run(args: argparse.Namespace, concurrency: int, n: int) -> dict:
         "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
         "cpu_ms_per_rollout_servers": 1000 * (cpu1 - cpu0) / n,
         "cpu_ms_per_rollout_driver": 1000 * (me1 - me0) / n,
+        "cpu_ms_per_rollout_all": 1000 * ((cpu1 - cpu0) + (me1 - me0)) / n,
         "peak_rss_mb": dep.peak_rss / 2**20,
         "ready_s": dep.ready_s,
         "failures": failures,
@@ -202,6 +213,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--delay-s", type=float, default=0.0, help="fixed latency of every model call")
     parser.add_argument("--label", default="ngym")
+    parser.add_argument("--warmup", type=int, default=-1,
+                        help="rollouts before the timed ones, at the same concurrency (default: max(64, concurrency))")
     parser.add_argument("--colocate", action="store_true", help="host every server in one process (+colocate=true)")
     parser.add_argument("--extra", nargs="*", default=[], help="extra ng_run overrides")
     parser.add_argument("--out", default=str(REPO / "bench/results.jsonl"))

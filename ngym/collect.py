@@ -258,6 +258,10 @@ async def run_tasks(
 ) -> AsyncIterator[Outcome]:
     """Yield outcomes in completion order, with at most ``concurrency`` rollouts in flight; tasks
     are drawn from ``tasks`` only as slots free up (a 200k-row input is never all in memory)."""
+    if concurrency > 256:  # a socket per rollout in flight: the default 1024 descriptors run out
+        from ngym.server.base import raise_open_file_limit
+
+        raise_open_file_limit()
     iterator = iter(tasks)
     pending: set[asyncio.Task[Outcome]] = set()
     # finished rollouts arrive through a queue: O(1) per completion at any concurrency (asyncio.wait

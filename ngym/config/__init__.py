@@ -2,10 +2,23 @@
 
     load_config(...)          -> DictConfig  (merged, interpolations unresolved)
     build_deployment(cfg)     -> Deployment  (server instances validated, refs checked, ports set)
+
+Names are imported on first use: a server process needs the schema, not Hydra's override parser.
 """
 
-from ngym.config.deployment import Deployment, ServerSpec, build_deployment
-from ngym.config.loader import ParserConfig, load_config
-from ngym.config.secrets import mask_secrets
+from __future__ import annotations
 
-__all__ = ["Deployment", "ParserConfig", "ServerSpec", "build_deployment", "load_config", "mask_secrets"]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "Deployment": "deployment", "ServerSpec": "deployment", "build_deployment": "deployment",
+    "ParserConfig": "loader", "load_config": "loader", "mask_secrets": "secrets",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'ngym.config' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"ngym.config.{_WHERE[name]}"), name)
