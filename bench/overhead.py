@@ -135,7 +135,10 @@ class Deployment:
 
     def _sample(self) -> None:
         while self._sampling:
-            self.peak_rss = max(self.peak_rss, rss_bytes(tree(self.proc.pid)))
+            try:
+                self.peak_rss = max(self.peak_rss, rss_bytes(tree(self.proc.pid)))
+            except OSError:  # out of file descriptors for a moment (16k sockets): next time
+                pass
             time.sleep(0.2)
 
     def stop(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import random
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from ngym.jsonl import iter_jsonl
 from ngym.server.client import ServerClient
 from ngym.wire.responses import ResponseCreateParams
 from ngym.wire.rows import AgentRef
+
+log = logging.getLogger("ngym.collect")
 
 TASK_INDEX = "_ng_task_index"
 ROLLOUT_INDEX = "_ng_rollout_index"
@@ -261,15 +264,30 @@ async def run_tasks(
     if concurrency > 256:  # a socket per rollout in flight: the default 1024 descriptors run out
         from ngym.server.base import raise_open_file_limit
 
-        raise_open_file_limit()
+        limit = raise_open_file_limit()
+        if limit < concurrency * 5 // 4 + 64:
+            log.warning(
+                "%d rollouts in flight need about %d open files (a socket each, plus idle ones while the mix "
+                "of agents shifts), but this process may open %d (`ulimit -n`; the hard limit caps it). Lower "
+                "+num_samples_in_parallel or raise the hard limit, or some rollouts will fail with 'Too many open files'.",
+                concurrency, concurrency * 5 // 4 + 64, limit,
+            )
     iterator = iter(tasks)
     pending: set[asyncio.Task[Outcome]] = set()
     # finished rollouts arrive through a queue: O(1) per completion at any concurrency (asyncio.wait
     # over the pending set would touch every in-flight task at each completion)
     finished: asyncio.Queue[asyncio.Task[Outcome]] = asyncio.Queue()
+    # ramp up: at most RAMP_STEP more rollouts every RAMP_EVERY_S, so thousands of new connections
+    # do not all knock at once (a saturated server accepts late; a SYN flood ends in connect timeouts)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+
+    def cap() -> int:
+        return min(concurrency, RAMP_STEP * (1 + int((loop.time() - t0) / RAMP_EVERY_S)))
 
     def refill() -> None:
-        while len(pending) < concurrency:
+        limit = cap()
+        while len(pending) < limit:
             task = next(iterator, None)
             if task is None:
                 return
@@ -280,7 +298,14 @@ async def run_tasks(
     refill()
     try:
         while pending:
-            done = await finished.get()
+            if cap() < concurrency:
+                try:
+                    done = await asyncio.wait_for(finished.get(), RAMP_EVERY_S)
+                except TimeoutError:
+                    refill()
+                    continue
+            else:
+                done = await finished.get()
             pending.discard(done)
             refill()
             yield done.result()
@@ -289,6 +314,10 @@ async def run_tasks(
             leftover.cancel()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+RAMP_STEP = 512
+RAMP_EVERY_S = 0.1
 
 
 def done_keys(output: Path) -> set[tuple[int, int]]:

@@ -242,8 +242,11 @@ def uvicorn_config(app: ASGIApp, host: str | None, port: int | None) -> typing.A
     )
 
 
-def raise_open_file_limit() -> None:
+def raise_open_file_limit() -> int:
+    """Raise this process's open-file limit to the hard limit (at most 65,535); return the limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = min(65535, hard)
+    target = min(65535, hard) if hard != resource.RLIM_INFINITY else 65535
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft

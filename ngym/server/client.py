@@ -150,7 +150,9 @@ class ServerClient:
         if self._aio is None or self._aio.closed:
             token = current_token()
             self._aio = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),  # < the servers' 75 s
+                # idle connections close after 10 s (well under the servers' 75 s): when the mix of
+                # rollouts in flight shifts between agents, idle sockets do not pile up
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=10),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s, connect=self.connect_timeout_s),
                 headers={TOKEN_HEADER: token} if token else None,
@@ -183,6 +185,10 @@ class ServerClient:
                 content = await answer.read()
                 got = {name: morsel.value for name, morsel in answer.cookies.items()}
                 return Reply(answer.status, content, url, got)
+        except aiohttp.ConnectionTimeoutError:
+            raise httpx.ConnectTimeout(
+                f"could not connect to {url} within {self.connect_timeout_s:g} s (is the server overloaded or down?)"
+            ) from None
         except asyncio.TimeoutError:
             raise httpx.ReadTimeout(f"no answer from {url} in time") from None
         except aiohttp.ServerDisconnectedError as e:
