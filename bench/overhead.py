@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ngym.collect import Task, run_tasks  # noqa: E402
+from ngym.server.base import tune_gc  # noqa: E402
 from ngym.server.client import ServerClient, fetch_global_config  # noqa: E402
 from ngym.config.schema import HeadServerConfig  # noqa: E402
 
@@ -148,11 +149,12 @@ class Deployment:
 
 
 async def drive(
-    head: HeadServerConfig, n: int, concurrency: int, warmup: int = 0, on_start: Callable[[], None] = lambda: None
+    head: HeadServerConfig | ServerClient, n: int, concurrency: int, warmup: int = 0,
+    on_start: Callable[[], None] = lambda: None,
 ) -> tuple[float, list[float], int]:
     """``warmup`` rollouts at ``concurrency`` (imports, pools, caches and connections warm), then
     ``on_start()``, then ``n`` timed ones through the same client."""
-    client = ServerClient.from_config(await fetch_global_config(head))
+    client = head if isinstance(head, ServerClient) else ServerClient.from_config(await fetch_global_config(head))
     latencies: list[float] = []
     failures = 0
     original = client.post
@@ -179,7 +181,60 @@ async def drive(
     return wall, latencies, failures
 
 
+def one_run_in_process(args: argparse.Namespace, concurrency: int, n: int) -> dict:
+    """Servers and driver in this one process, as a one-shot ``ng_collect_rollouts +colocate=true``
+    runs them: rollouts reach their agents without a socket; every server still listens on its port."""
+    from ngym.config import ParserConfig, build_deployment, load_config
+    from ngym.launcher import Launcher
+    from ngym.server.host import HostedServers
+
+    t0 = time.monotonic()
+    overrides = [f"+config_paths=[{','.join(CONFIGS)}]", "+colocate=true", "+head_server.port=0", *args.extra]
+    if args.delay_s:
+        overrides.append(f"++policy_model.responses_api_models.scripted_model.delay_s={args.delay_s}")
+    deployment = build_deployment(load_config(ParserConfig(cli_args=overrides)))
+    launcher = Launcher(deployment, out=open(os.devnull, "w"), host_colocated_here=True)
+    launcher.start()
+    peak = [0]
+    sampling = [True]
+
+    def sample() -> None:
+        while sampling[0]:
+            peak[0] = max(peak[0], rss_bytes([os.getpid()]))
+            time.sleep(0.2)
+
+    threading.Thread(target=sample, daemon=True).start()
+    marks: dict[str, float] = {}
+
+    async def go() -> tuple[float, tuple[float, list[float], int]]:
+        async with HostedServers(deployment.config, deployment.colocated):
+            ready = time.monotonic() - t0
+            client = ServerClient.from_config(deployment.config)
+            warmup = args.warmup if args.warmup >= 0 else min(n, max(64, concurrency))
+            return ready, await drive(client, n, concurrency, warmup, lambda: marks.update(cpu=time.process_time()))
+
+    try:
+        ready_s, (wall, lat, failures) = asyncio.run(go())
+        cpu = time.process_time() - marks["cpu"]
+    finally:
+        sampling[0] = False
+        launcher.stop()
+    lat.sort()
+    return {
+        "rollouts_per_s": n / wall,
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        "cpu_ms_per_rollout_all": 1000 * cpu / n,
+        "peak_rss_mb": peak[0] / 2**20,
+        "ready_s": ready_s,
+        "failures": failures,
+        "wall_s": wall,
+    }
+
+
 def one_run(args: argparse.Namespace, concurrency: int, n: int) -> dict:
+    if args.in_process:
+        return one_run_in_process(args, concurrency, n)
     port = 11500 + (os.getpid() % 400)
     dep = Deployment(port, args.delay_s, [*args.extra, *(["+colocate=true"] if args.colocate else [])])
     marks: dict[str, float] = {}
@@ -219,9 +274,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=-1,
                         help="rollouts before the timed ones, at the same concurrency (default: max(64, concurrency))")
     parser.add_argument("--colocate", action="store_true", help="host every server in one process (+colocate=true)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="servers and driver in this process (one-shot ng_collect_rollouts +colocate=true)")
     parser.add_argument("--extra", nargs="*", default=[], help="extra ng_run overrides")
     parser.add_argument("--out", default=str(REPO / "bench/results.jsonl"))
     args = parser.parse_args()
+    tune_gc()  # the driver is ngym's collector code: tuned as ng_collect_rollouts tunes it
     for c in args.concurrency:
         n = args.rollouts or (200 if c == 1 else max(1000, 8 * c))
         runs = [one_run(args, c, n) for _ in range(args.runs)]
@@ -230,7 +288,8 @@ def main() -> None:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "label": args.label,
             "machine": machine(),
-            "colocate": args.colocate,
+            "colocate": args.colocate or args.in_process,
+            "in_process": args.in_process,
             "concurrency": c,
             "rollouts": n,
             "delay_s": args.delay_s,

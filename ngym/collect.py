@@ -261,7 +261,11 @@ async def run_tasks(
 ) -> AsyncIterator[Outcome]:
     """Yield outcomes in completion order, with at most ``concurrency`` rollouts in flight; tasks
     are drawn from ``tasks`` only as slots free up (a 200k-row input is never all in memory)."""
-    if concurrency > 256:  # a socket per rollout in flight: the default 1024 descriptors run out
+    # a socket per rollout in flight (unless every server is hosted in this process): the default
+    # 1024 descriptors run out
+    from ngym.server import local
+
+    if concurrency > 256 and any(local.app_for(url) is None for url in client.urls.values()):
         from ngym.server.base import raise_open_file_limit
 
         limit = raise_open_file_limit()

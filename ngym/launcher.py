@@ -132,6 +132,33 @@ class SharedHandle:
         return self.host.wait(timeout)
 
 
+@dataclass
+class InThisProcess:
+    """A server the caller hosts in this very process (:class:`ngym.server.host.HostedServers`)."""
+
+    spec: ServerSpec
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def pid(self) -> int | None:
+        return os.getpid()
+
+    def returncode(self) -> int | None:
+        return None
+
+    def log_tail(self) -> list[str]:
+        return []
+
+    def terminate(self) -> None:
+        return None
+
+    def kill(self) -> None:
+        return None
+
+    def wait(self, timeout: float) -> int | None:
+        return 0
+
+
 class LocalProcesses:
     """Each server is a child process of the launcher, in the launcher's Python environment."""
 
@@ -183,8 +210,12 @@ class Launcher:
         placement: Placement | None = None,
         out: IO[str] | None = None,
         startup_timeout_s: float = 180.0,
+        host_colocated_here: bool = False,
     ) -> None:
+        """``host_colocated_here``: the co-located servers are not started as a child process; the
+        caller hosts them in this process (and so waits for them itself)."""
         self.deployment = deployment
+        self.host_colocated_here = host_colocated_here
         self.out = out or sys.stdout
         self.placement = placement or LocalProcesses(self.out)
         self.startup_timeout_s = startup_timeout_s
@@ -229,7 +260,9 @@ class Launcher:
         try:
             self._start_head()
             hosted = [self.deployment.servers[n] for n in self.deployment.colocated]
-            if hosted:
+            if hosted and self.host_colocated_here:
+                self.handles.update({spec.name: InThisProcess(spec) for spec in hosted})
+            elif hosted:
                 self.handles.update(self.placement.start_group(hosted, env))
             for spec in self.deployment.servers.values():
                 if spec.name not in self.handles:
@@ -241,7 +274,10 @@ class Launcher:
         self.ready_after_s = time.monotonic() - t0
 
     def _wait_ready(self) -> None:
-        pending = {"head_server": self.deployment.head.url, **{n: s.url for n, s in self.deployment.servers.items()}}
+        pending = {"head_server": self.deployment.head.url}
+        pending.update(
+            (n, s.url) for n, s in self.deployment.servers.items() if not isinstance(self.handles.get(n), InThisProcess)
+        )
         deadline = time.monotonic() + self.startup_timeout_s
         with httpx.Client(timeout=2.0, trust_env=False, headers={TOKEN_HEADER: self.token}) as http:
             while pending:

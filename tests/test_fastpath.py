@@ -170,6 +170,19 @@ async def test_a_session_started_on_the_fast_path_is_kept_on_both_paths() -> Non
     assert first == again == through_stack
 
 
+async def test_fast_path_keeps_the_deployment_token_on_non_loopback_servers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER
+
+    monkeypatch.setenv(TOKEN_ENV, "t0ken")
+    app = make(Probe, "probe", domain="other", host="0.0.0.0").build_app()
+    assert ("POST", "/model") in app.fast.routes
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://probe") as http:
+        assert (await http.post("/model", json={"x": 1})).status_code == 401
+        assert (await http.post("/model", json={"x": 1}, headers={TOKEN_HEADER: "wrong"})).status_code == 401
+        ok = await http.post("/model", json={"x": 1}, headers={TOKEN_HEADER: "t0ken"})
+        assert ok.status_code == 200 and ok.json() == {"x": 2}
+
+
 # ---- in-process calls: ServerClient to a server registered in this process ---------------------
 
 
@@ -322,3 +335,24 @@ def test_load_server_explains_an_entrypoint_that_cannot_be_hosted(tmp_path: Path
     (tmp_path / "app.py").write_text("import uvicorn  # serves itself, never calls run_webserver()\n")
     with pytest.raises(DeploymentError, match=r"did not call <YourServer>.run_webserver\(\).*colocate"):
         load_server(_spec(tmp_path, "custom"), OmegaConf.create({}))
+
+
+async def test_hosted_servers_answer_over_http_and_in_process_in_one_loop() -> None:
+    from ngym.config import ParserConfig, build_deployment, load_config
+    from ngym.server.host import HostedServers
+
+    configs = ["responses_api_models/scripted_model/configs/scripted_model.yaml",
+               "resources_servers/example_multi_step/configs/example_multi_step.yaml"]
+    cfg = load_config(ParserConfig(cli_args=[f"+config_paths=[{','.join(configs)}]", "+colocate=true"]))
+    deployment = build_deployment(cfg)
+    async with HostedServers(deployment.config, deployment.colocated):
+        async with httpx.AsyncClient() as http:  # a real socket to each server
+            for spec in deployment.servers.values():
+                assert (await http.get(spec.url + "/")).json()["name"] == spec.name
+        client = ServerClient.from_config(deployment.config)
+        row = json.loads(Path("resources_servers/example_multi_step/data/example.jsonl").read_text().splitlines()[0])
+        answer = await client.post("example_multi_step_simple_agent", "/run", json=row)  # no socket
+        assert answer.status_code == 200 and answer.json()["reward"] == 1.0
+    assert all(local.app_for(spec.url) is None for spec in deployment.servers.values())
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(next(iter(deployment.servers.values())).url + "/")

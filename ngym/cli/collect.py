@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 
 from ngym.cli.common import ignore_signals, command_args, entrypoint, load
 from ngym.collect import CollectArgs, collect, iter_materialized, materialize, sibling
-from ngym.config.deployment import build_deployment
+from ngym.config.deployment import Deployment, build_deployment
 from ngym.config.paths import resolve_path
 from ngym.config.schema import HeadServerConfig
 from ngym.launcher import Launcher
 from ngym.metrics import aggregate_metrics, agent_metrics, format_aggregate_table, format_table, task_profiles
 from ngym.server.client import ServerClient
+from ngym.server.base import tune_gc
+from ngym.server.host import HostedServers
 
 SUMMARY = """\
 Send each row of +input_jsonl_fpath to the agent its agent_ref names (POST /run) and append each
@@ -102,6 +106,15 @@ async def _collect(args: CollectArgs, client: ServerClient, show_progress: bool)
     return 0
 
 
+async def _collect_hosting(args: CollectArgs, deployment: Deployment, show_progress: bool, t0: float) -> int:
+    async with contextlib.AsyncExitStack() as stack:
+        if deployment.colocated:
+            await stack.enter_async_context(HostedServers(deployment.config, deployment.colocated))
+        print(f"{len(deployment.servers)} servers ready in {time.monotonic() - t0:.2f} s", file=sys.stderr, flush=True)
+        return await _collect(args, ServerClient.from_config(deployment.config), show_progress)
+    raise AssertionError("unreachable")
+
+
 def _is_agent(client: ServerClient, name: str) -> bool:
     cfg = client.config
     return cfg is not None and name in cfg and "responses_api_agents" in cfg[name]
@@ -110,6 +123,7 @@ def _is_agent(client: ServerClient, name: str) -> bool:
 @entrypoint("ng_collect_rollouts", SUMMARY, CollectArgs)
 def main(argv: list[str]) -> int:
     cfg, pc = load(argv)
+    tune_gc()
     args = command_args(cfg, CollectArgs, "ng_collect_rollouts")
     show_progress = not bool(cfg.get("no_progress", False))
     if not _one_shot(argv):
@@ -119,12 +133,15 @@ def main(argv: list[str]) -> int:
     if "port" not in (cfg.get("head_server") or {}):
         cfg.head_server = {**(cfg.get("head_server") or {}), "port": 0}  # private deployment: any free port
     deployment = build_deployment(cfg, pc.sources)
-    launcher = Launcher(deployment, out=sys.stderr, startup_timeout_s=float(cfg.get("startup_timeout_s", 180)))
+    # one-shot with colocate: the co-located servers live in this process, next to the collector —
+    # rollouts reach their agents without a socket (each server still listens on its port)
+    launcher = Launcher(
+        deployment, out=sys.stderr, startup_timeout_s=float(cfg.get("startup_timeout_s", 180)), host_colocated_here=True
+    )
+    t0 = time.monotonic()
     launcher.start()
     try:
-        print(f"{len(deployment.servers)} servers ready in {launcher.ready_after_s:.2f} s", file=sys.stderr, flush=True)
-        client = ServerClient.from_config(deployment.config)
-        return asyncio.run(_collect(args, client, show_progress))
+        return asyncio.run(_collect_hosting(args, deployment, show_progress, t0))
     finally:
         ignore_signals()
         launcher.stop()

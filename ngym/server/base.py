@@ -7,6 +7,7 @@ starts it with the deployment's config in ``NGYM_CONFIG_DICT`` and the instance 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
@@ -215,6 +216,7 @@ class Server(Generic[C]):
         except NgymError as e:
             sys.exit(f"error: {e}")
         raise_open_file_limit()
+        tune_gc()
         import uvicorn
 
         uvicorn.Server(uvicorn_config(server.build_app(), server.config.host, server.config.port)).run()
@@ -240,6 +242,18 @@ def uvicorn_config(app: ASGIApp, host: str | None, port: int | None) -> typing.A
         loop=os.environ.get("NGYM_UVICORN_LOOP", "auto"),
         http="auto",
     )
+
+
+def tune_gc() -> None:
+    """Garbage-collector settings for a long-running server or collector process.
+
+    Thousands of rollouts in flight keep millions of objects alive, and CPython 3.11's default
+    thresholds (700, 10, 10) then rescan them all, over and over: measured at 4,000 rollouts in
+    flight, 46% of the wall time went to the collector (bench/overhead.md). Objects from start-up
+    are frozen (never rescanned) and collections run ~70x less often; cyclic garbage lives a little
+    longer, which costs a little memory."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def raise_open_file_limit() -> int:

@@ -115,7 +115,9 @@ class ServerClient:
         self._http = http
         self._aio: aiohttp.ClientSession | None = None
         self.timeout_s = timeout_s
-        self.connect_timeout_s = 10.0
+        # a refused connection fails at once; this bounds SYNs a saturated server's full accept queue
+        # dropped (retransmitted after 1, 3, 7, 15, 31 s), which is slow, not dead
+        self.connect_timeout_s = 60.0
 
     @property
     def http(self) -> httpx.AsyncClient:

@@ -15,11 +15,13 @@ and the repository root as working directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import types
 from typing import Any
 
+import uvicorn
 from omegaconf import DictConfig, OmegaConf
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -113,6 +115,70 @@ async def _answer(outbox: asyncio.Queue[Message], task: asyncio.Task[None]) -> M
     return None
 
 
+class HostedServers:
+    """Servers of a deployment hosted by this process: loaded, callable without a socket, and served
+    over HTTP on their own ports by one uvicorn server.
+
+    ``run()`` serves until a signal (the host process); ``async with`` serves in the running event
+    loop while the caller works in it (a one-shot ``ng_collect_rollouts`` that hosts its servers)."""
+
+    def __init__(self, cfg: DictConfig, names: list[str]) -> None:
+        specs = build_deployment(cfg.copy(), assign_ports=False).servers
+        unknown = [n for n in names if n not in specs]
+        if unknown:
+            raise DeploymentError(f"instances {unknown} are not in the deployment config")
+        self.specs = [specs[n] for n in names]
+        self.apps: dict[int, ASGIApp] = {}
+        self.sockets = []
+        for spec in self.specs:
+            app = load_server(spec, cfg).build_app()
+            self.apps[spec.port] = app
+            self.sockets.append(uvicorn.Config(app, host=spec.host, port=spec.port, log_level="warning").bind_socket())
+        for spec in self.specs:
+            local.register(spec.url, self.apps[spec.port])
+        base.raise_open_file_limit()
+        first = self.specs[0]
+        self.server = _Server(base.uvicorn_config(PortDispatcher(self.apps), first.host, first.port))
+        self._task: asyncio.Task[None] | None = None
+
+    def run(self) -> None:
+        """Serve until SIGINT/SIGTERM (uvicorn's own signal handling)."""
+        base.tune_gc()
+        self.server.own_signals = True
+        self.server.run(sockets=self.sockets)
+
+    async def __aenter__(self) -> HostedServers:
+        self._task = asyncio.ensure_future(self.server.serve(sockets=self.sockets))
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # raises what stopped it
+                raise DeploymentError(
+                    f"The servers hosted in this process ({', '.join(s.name for s in self.specs)}) did not start; "
+                    f"their errors are above."
+                )
+            await asyncio.sleep(0.01)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, 10)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+        for spec in self.specs:
+            local.unregister(spec.url)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server; inside someone else's event loop it leaves the signal handlers alone."""
+
+    own_signals = False
+
+    def capture_signals(self) -> Any:  # type: ignore[override]
+        return super().capture_signals() if self.own_signals else contextlib.nullcontext()
+
+
 def main() -> None:
     base.die_with_launcher()
     raw, names = os.environ.get(base.CONFIG_ENV), os.environ.get(HOSTED_ENV, "")
@@ -120,25 +186,11 @@ def main() -> None:
         sys.exit(f"error: ngym.server.host is started by ng_run (it needs {base.CONFIG_ENV} and {HOSTED_ENV}).")
     cfg = OmegaConf.create(raw)
     assert isinstance(cfg, DictConfig)
-    specs = build_deployment(cfg.copy(), assign_ports=False).servers
-    import uvicorn
-
-    apps: dict[int, ASGIApp] = {}
-    sockets = []
     try:
-        for name in names.split(","):
-            spec = specs[name]
-            app = load_server(spec, cfg).build_app()
-            local.register(spec.url, app)
-            apps[spec.port] = app
-            sockets.append(uvicorn.Config(app, host=spec.host, port=spec.port, log_level="warning").bind_socket())
+        hosted = HostedServers(cfg, names.split(","))
     except NgymError as e:
         sys.exit(f"error: {e}")
-    except KeyError as e:
-        sys.exit(f"error: instance {e} is not in the deployment config")
-    base.raise_open_file_limit()
-    first = specs[names.split(",")[0]]
-    uvicorn.Server(base.uvicorn_config(PortDispatcher(apps), first.host, first.port)).run(sockets=sockets)
+    hosted.run()
 
 
 if __name__ == "__main__":

@@ -252,8 +252,9 @@ def test_non_loopback_servers_require_the_deployment_token(workdir: Path) -> Non
         stop(run)
 
 
-def test_kill_9_of_ng_run_takes_its_servers_with_it(workdir: Path) -> None:
-    run, port = start(workdir, SCRIPTED, SINGLE)
+@pytest.mark.parametrize("colocate", [False, True], ids=["process-per-server", "colocated"])
+def test_kill_9_of_ng_run_takes_its_servers_with_it(workdir: Path, colocate: bool) -> None:
+    run, port = start(workdir, SCRIPTED, SINGLE, extra=("+colocate=true",) if colocate else ())
     pids = [i["pid"] for i in httpx.get(f"http://127.0.0.1:{port}/server_instances").json()]
     run.proc.kill()
     run.proc.wait(10)
