@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overhead import cpu_seconds, machine, rss_bytes  # noqa: E402
+from overhead import cpu_seconds, machine, rss_bytes, throughput  # noqa: E402
 
 PLANS = {"single": ["resources", "model", "resources", "model", "resources"],
          "multi": ["resources"] + ["model", "resources"] * 3 + ["model", "resources"]}
@@ -153,11 +153,8 @@ def one_run(stack: str, concurrency: int, n: int) -> dict:
             p.terminate()
         for p in procs:
             p.wait(10)
-    lat.sort()
     return {
-        "rollouts_per_s": n / wall,
-        "p50_ms": 1000 * lat[len(lat) // 2],
-        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        **throughput(n, wall, lat),
         "cpu_ms_per_rollout_servers": 1000 * (cpu1 - cpu0) / n,
         "cpu_ms_per_rollout_driver": 1000 * (me1 - me0) / n,
         "peak_rss_mb": rss / 2**20,
@@ -170,6 +167,7 @@ def main() -> None:
     parser.add_argument("--stack", nargs="+", default=["fastapi", "asgi", "aiohttp"])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rollouts", type=int, default=0, help="per run (default: 300 at c=1, else max(2000, 8*c))")
     parser.add_argument("--out", default=str(REPO / "bench/results.jsonl"))
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--ports", help=argparse.SUPPRESS)
@@ -180,7 +178,7 @@ def main() -> None:
         return
     for stack in args.stack:
         for c in args.concurrency:
-            n = 300 if c == 1 else max(2000, 8 * c)
+            n = args.rollouts or (300 if c == 1 else max(2000, 8 * c))
             runs = [one_run(stack, c, n) for _ in range(args.runs)]
             record = {
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

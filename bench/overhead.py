@@ -47,6 +47,16 @@ CLK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+def throughput(n: int, wall: float, latencies: list[float]) -> dict[str, float]:
+    """rollouts/s, p50 and p99 (ms) of one timed run."""
+    lat = sorted(latencies)
+    return {
+        "rollouts_per_s": n / wall,
+        "p50_ms": 1000 * lat[len(lat) // 2],
+        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+    }
+
+
 def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.machine())
@@ -219,11 +229,8 @@ def one_run_in_process(args: argparse.Namespace, concurrency: int, n: int) -> di
     finally:
         sampling[0] = False
         launcher.stop()
-    lat.sort()
     return {
-        "rollouts_per_s": n / wall,
-        "p50_ms": 1000 * lat[len(lat) // 2],
-        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        **throughput(n, wall, lat),
         "cpu_ms_per_rollout_all": 1000 * cpu / n,
         "peak_rss_mb": peak[0] / 2**20,
         "ready_s": ready_s,
@@ -249,11 +256,8 @@ def one_run(args: argparse.Namespace, concurrency: int, n: int) -> dict:
         cpu0, me0 = marks["cpu"], marks["me"]
     finally:
         dep.stop()
-    lat.sort()
     return {
-        "rollouts_per_s": n / wall,
-        "p50_ms": 1000 * lat[len(lat) // 2],
-        "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        **throughput(n, wall, lat),
         "cpu_ms_per_rollout_servers": 1000 * (cpu1 - cpu0) / n,
         "cpu_ms_per_rollout_driver": 1000 * (me1 - me0) / n,
         "cpu_ms_per_rollout_all": 1000 * ((cpu1 - cpu0) + (me1 - me0)) / n,
