@@ -155,7 +155,7 @@ class FastPathApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.fast.routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
-        if route is None or not self.fast.token_ok(scope["headers"]):
+        if route is None or not self.fast.token_ok(scope["headers"]) or not _json_or_none(scope["headers"]):
             await self.app(scope, receive, send)
             return
         chunks = []
@@ -175,6 +175,14 @@ class FastPathApp:
         status, content, headers = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
+
+
+def _json_or_none(headers: Headers) -> bool:
+    """FastAPI parses a body as JSON when the content type is absent, ``application/json`` or
+    ``application/*+json``; other bodies are its business (it validates the raw bytes)."""
+    value = next((v for k, v in headers if k == b"content-type"), b"")
+    kind = value.split(b";", 1)[0].strip().lower()
+    return not kind or kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
 
 
 def parse_cookie_header(value: bytes | None) -> dict[str, str]:
