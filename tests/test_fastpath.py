@@ -69,6 +69,20 @@ class Probe(ResourcesServer):
             out.set_cookie("extra", "1")
             return out
 
+        @app.post("/reads_body")
+        async def reads_body(body: Body, request: Request) -> dict[str, Any]:
+            return {"raw": await request.json(), "x": body.x}
+
+        @app.post("/streamed")
+        async def streamed(body: Body) -> Any:
+            from starlette.responses import StreamingResponse
+
+            async def parts():  # type: ignore[no-untyped-def]
+                for i in range(body.x):
+                    yield f"{i},".encode()
+
+            return StreamingResponse(parts(), media_type="application/json")
+
         @app.post("/created", status_code=201)
         async def created(body: Body) -> dict[str, int]:
             return {"x": body.x}
@@ -109,7 +123,7 @@ def probe_app() -> FastPathApp:
 
 def test_routes_the_fast_path_takes_and_leaves() -> None:
     routes = {path for _, path in probe_app().fast.routes}
-    assert {"/model", "/plain", "/raw", "/created", "/http_error", "/rollout_error", "/boom", "/verify", "/seed_session"} <= routes
+    assert {"/model", "/plain", "/raw", "/reads_body", "/streamed", "/created", "/http_error", "/rollout_error", "/boom", "/verify", "/seed_session"} <= routes
     assert not routes & {"/query", "/dependency", "/sync"}
 
 
@@ -120,6 +134,7 @@ REQUESTS: list[tuple[str, Any]] = [
     ("/plain", {"a": [1, {"b": None}]}),
     ("/raw", {"x": 5}),
     ("/created", {"x": 1}),
+    ("/reads_body", {"x": 3, "note": "n"}),
     ("/http_error", {"x": 1}),
     ("/rollout_error", {"x": 1}),
     ("/boom", {"x": 1}),
@@ -128,6 +143,7 @@ REQUESTS: list[tuple[str, Any]] = [
     ("/sync", {"x": 1}),
     ("/verify", {"responses_create_params": {"input": "hi"}, "response": {"id": "r1", "created_at": 1.0, "output": []}, "task": 7}),
     ("/seed_session", {"anything": 1}),
+    ("/streamed", {"x": 3}),
 ]
 
 
@@ -149,7 +165,7 @@ async def test_fast_path_answers_as_the_full_stack(path: str, body: Any, cookie:
             http.cookies.update(cookies)
             answer = await http.post(path, content=b"" if body is None else json.dumps(body),
                                      headers={"content-type": content_type})
-        payload = answer.json()
+        payload = answer.json() if not path.startswith("/streamed") else answer.text
         if isinstance(payload, dict):
             payload.pop("session", None)  # a fresh id each time
         answers.append((answer.status_code, payload, sorted(answer.cookies), answer.headers["content-type"]))
@@ -235,6 +251,9 @@ async def test_in_process_errors_and_fallbacks_answer_as_over_http(hosted: Serve
     assert (await hosted.get("probe", "/")).json()["name"] == "probe"
     raw = await hosted.post("probe", "/raw", json={"x": 1})
     assert raw.cookies["extra"] == "1"
+    assert (await hosted.post("probe", "/reads_body", json={"x": 2})).json() == {"raw": {"x": 2}, "x": 2}
+    streamed = await hosted.post("probe", "/streamed", json={"x": 3})
+    assert streamed.status_code == 200 and streamed.text == "0,1,2,"
 
 
 async def test_in_process_call_times_out(hosted: ServerClient) -> None:

@@ -17,6 +17,7 @@ alike, route by route.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
 from collections.abc import Awaitable, Callable
@@ -97,8 +98,9 @@ class FastPath:
 
     async def answer(
         self, route: FastRoute, scope: Scope, body: bytes, cookies: dict[str, str]
-    ) -> tuple[int, bytes, Headers] | None:
-        """(status, body, headers) — or None when the request must take the full stack instead."""
+    ) -> tuple[int, bytes, Headers] | Response | None:
+        """(status, body, headers); or a response to run as an ASGI app (a streaming one); or None
+        when the request must take the full stack instead."""
         kwargs: dict[str, Any] = {}
         if route.body is not None:
             if body:
@@ -120,10 +122,13 @@ class FastPath:
             scope["session"] = {SESSION_ID_KEY: sid}
             scope.setdefault("state", {})[SESSION_ID_KEY] = sid
         if route.request_name is not None:
-            kwargs[route.request_name] = Request(scope, _no_body)
+            kwargs[route.request_name] = Request(scope, _body_once(body))  # request.body() works as usual
         try:
             result = await route.endpoint(**kwargs)
             if isinstance(result, Response):
+                if not hasattr(result, "body"):  # streamed: the caller runs it
+                    result.raw_headers.extend(headers)
+                    return result
                 return result.status_code, bytes(result.body), [*result.raw_headers, *headers]
             if route.response is not None:
                 value = route.response.validate_python(result, from_attributes=True)
@@ -171,6 +176,9 @@ class FastPathApp:
         answer = await self.fast.answer(route, scope, body, parse_cookie_header(cookie_header))
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
+            return
+        if isinstance(answer, Response):
+            await answer(scope, receive, send)
             return
         status, content, headers = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -222,8 +230,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _no_body() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
+def _body_once(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:  # what a server sees once the client has sent everything and waits
+            await asyncio.Future()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
 
 
 _HANDLERS: frozenset[Any] | None = None

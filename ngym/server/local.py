@@ -70,8 +70,10 @@ async def call(
         route = app.fast.routes.get((method, scope["path"]))
         if route is not None:
             answer = await app.fast.answer(route, scope, body or b"", cookies or {})
-            if answer is not None:
+            if isinstance(answer, tuple):
                 return answer[0], answer[1], set_cookies(answer[2])
+            if answer is not None:  # a streamed response: collect it
+                return await _through_stack(answer, scope, b"")
         app = app.app
     return await _through_stack(app, scope, body)
 
