@@ -11,8 +11,7 @@ and the reference's names (``RunHelper``, ``GlobalConfigDictParserConfig``,
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ngym.lazy import lazy_exports
 
 __all__ = [
     "HEAD_SERVER_KEY_NAME",
@@ -29,13 +28,7 @@ __all__ = [
     "episode_view",
 ]
 
-_WHERE: dict[str, str] = {}
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module(_WHERE.get(name, "ngym.training")), name)
-    raise AttributeError(f"module 'ngym' has no attribute {name!r}")
+__getattr__ = lazy_exports("ngym", dict.fromkeys(__all__, "ngym.training"))
 
 
 def __dir__() -> list[str]:

@@ -8,17 +8,11 @@ Names are imported on first use: a server process needs the schema, not Hydra's 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ngym.lazy import lazy_exports
 
 _WHERE = {
     "Deployment": "deployment", "ServerSpec": "deployment", "build_deployment": "deployment",
     "ParserConfig": "loader", "load_config": "loader", "mask_secrets": "secrets",
 }
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'ngym.config' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ngym.config.{_WHERE[name]}"), name)
+__getattr__ = lazy_exports("ngym.config", {name: f"ngym.config.{module}" for name, module in _WHERE.items()})

@@ -28,6 +28,7 @@ import orjson
 from fastapi import FastAPI
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
@@ -76,7 +77,7 @@ class FastPath:
                 self.token = str(middleware.kwargs["token"]).encode()
             else:
                 return  # middleware we do not know: every request takes the full stack
-        if any(key not in _default_handlers() for key in app.exception_handlers):
+        if any(key not in DEFAULT_HANDLERS for key in app.exception_handlers):
             return
         if getattr(app, "max_body_size", None) is not None:
             return
@@ -243,16 +244,8 @@ def _body_once(body: bytes) -> Receive:
     return receive
 
 
-_HANDLERS: frozenset[Any] | None = None
-
-
-def _default_handlers() -> frozenset[Any]:
-    global _HANDLERS
-    if _HANDLERS is None:
-        from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
-
-        _HANDLERS = frozenset({HTTPException, RequestValidationError, WebSocketRequestValidationError})
-    return _HANDLERS
+#: the exception handlers every FastAPI app has; an app with others takes the full stack
+DEFAULT_HANDLERS = frozenset({HTTPException, RequestValidationError, WebSocketRequestValidationError})
 
 
 def _fast_route(route: APIRoute) -> FastRoute | None:

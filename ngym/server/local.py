@@ -11,6 +11,7 @@ Every server stays reachable over HTTP from other processes.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from starlette.types import ASGIApp, Message
@@ -37,8 +38,14 @@ def app_for(base_url: str) -> ASGIApp | None:
     return _APPS.get(base_url) if _APPS else None
 
 
-def scope_for(base_url: str, method: str, path: str, headers: Headers) -> dict[str, Any]:
+@functools.lru_cache(maxsize=1024)
+def _server_of(base_url: str) -> tuple[str, int]:
+    """``http://host:port`` -> ``(host, port)``, parsed once per URL, not per request."""
     host, _, port = base_url.rpartition("//")[2].rpartition(":")
+    return host.strip("[]"), int(port) if port.isdigit() else 80
+
+
+def scope_for(base_url: str, method: str, path: str, headers: Headers) -> dict[str, Any]:
     raw_path, _, query = path.partition("?")
     return {
         "type": "http",
@@ -52,7 +59,7 @@ def scope_for(base_url: str, method: str, path: str, headers: Headers) -> dict[s
         "root_path": "",
         "headers": headers,
         "client": ("127.0.0.1", 0),
-        "server": (host.strip("[]"), int(port) if port.isdigit() else 80),
+        "server": _server_of(base_url),
         "state": {},
     }
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -188,7 +188,14 @@ def create_app(a: RunIndex, b: RunIndex | None = None) -> FastAPI:
             }
         )
 
-    def _filter(env: str | None, status: str | None, task: int | None, min_reward: float | None, max_reward: float | None) -> Filter:
+    def _filter(
+        env: str | None = None,
+        status: str | None = None,
+        task: int | None = None,
+        min_reward: float | None = None,
+        max_reward: float | None = None,
+    ) -> Filter:
+        """The filter query parameters shared by the list and the single-rollout routes."""
         if status is not None and status not in STATUSES:
             raise HTTPException(422, f"status must be one of {', '.join(STATUSES)}; got {status!r}")
         return Filter(env=env or None, status=status or None, task=task, min_reward=min_reward, max_reward=max_reward)
@@ -196,17 +203,13 @@ def create_app(a: RunIndex, b: RunIndex | None = None) -> FastAPI:
     @app.get("/api/rollouts")
     def rollouts(
         run: Literal["a", "b"] = "a",
-        env: str | None = None,
-        status: str | None = None,
-        task: int | None = None,
-        min_reward: float | None = None,
-        max_reward: float | None = None,
+        selected: Filter = Depends(_filter),
         offset: int = Query(0, ge=0),
         limit: int = Query(50, ge=1, le=PAGE_MAX),
     ) -> Response:
         index = viewer.run(run)
         index.refresh()
-        ids = index.select(_filter(env, status, task, min_reward, max_reward))
+        ids = index.select(selected)
         items = []
         for i in ids[offset : offset + limit]:
             summary = index.summary(i)
@@ -214,19 +217,11 @@ def create_app(a: RunIndex, b: RunIndex | None = None) -> FastAPI:
         return _json({"run": run, "total": len(ids), "offset": offset, "limit": limit, "items": items})
 
     @app.get("/api/rollouts/{row_id}")
-    def rollout(
-        row_id: int,
-        run: Literal["a", "b"] = "a",
-        env: str | None = None,
-        status: str | None = None,
-        task: int | None = None,
-        min_reward: float | None = None,
-        max_reward: float | None = None,
-    ) -> Response:
+    def rollout(row_id: int, run: Literal["a", "b"] = "a", selected: Filter = Depends(_filter)) -> Response:
         index = viewer.run(run)
         if not 0 <= row_id < len(index):
             raise HTTPException(404, f"run {run} has no row {row_id} (it has {len(index)})")
-        ids = index.select(_filter(env, status, task, min_reward, max_reward))
+        ids = index.select(selected)
         pos = bisect.bisect_left(ids, row_id)
         in_filter = pos < len(ids) and ids[pos] == row_id
         prev_id = ids[pos - 1] if pos > 0 else None
