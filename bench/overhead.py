@@ -33,7 +33,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ngym.collect import Task, run_tasks  # noqa: E402
+from ngym.rollout.collect import Task, run_tasks  # noqa: E402
 from ngym.server.base import tune_gc  # noqa: E402
 from ngym.server.client import ServerClient, fetch_global_config  # noqa: E402
 from ngym.config.schema import HeadServerConfig  # noqa: E402
@@ -195,7 +195,7 @@ def one_run_in_process(args: argparse.Namespace, concurrency: int, n: int) -> di
     """Servers and driver in this one process, as a one-shot ``ng_collect_rollouts +colocate=true``
     runs them: rollouts reach their agents without a socket; every server still listens on its port."""
     from ngym.config import ParserConfig, build_deployment, load_config
-    from ngym.launcher import Launcher
+    from ngym.launch.launcher import Launcher
     from ngym.server.host import HostedServers
 
     t0 = time.monotonic()

@@ -64,7 +64,7 @@ class DeploymentError(NgymError):
 
 
 class RolloutError(NgymError):
-    """One rollout failed; ``kind`` says at which boundary (see ``ngym.collect.FailureKind``)."""
+    """One rollout failed; ``kind`` says at which boundary (see ``ngym.rollout.collect.FailureKind``)."""
 
     def __init__(self, message: str, *, kind: str, retryable: bool = False, status: int = 500) -> None:
         super().__init__(message)

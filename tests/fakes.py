@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
-from ngym.model import ModelServer
+from ngym.models.server import ModelServer
 from ngym.server.base import Server
 from ngym.server.client import ServerClient
 from ngym.wire.responses import FunctionCall, Item, Message, OutputText, Response, ResponseCreateParams, Usage, new_id

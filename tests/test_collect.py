@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from ngym.collect import ROLLOUT_INDEX, TASK_INDEX, Task, done_keys, load_tasks
+from ngym.rollout.collect import ROLLOUT_INDEX, TASK_INDEX, Task, done_keys, load_tasks
 from ngym.errors import InputError
-from ngym.metrics import agent_metrics
+from ngym.rollout.metrics import agent_metrics
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 COMPAT = SHARED / "compat" / "reference-v0.2.1"
@@ -289,7 +289,7 @@ def test_run_tasks_draws_rows_lazily_and_bounds_in_flight() -> None:
 
     import httpx
 
-    from ngym.collect import Task, run_tasks
+    from ngym.rollout.collect import Task, run_tasks
     from ngym.server.client import ServerClient
 
     in_flight = peak = pulled = 0

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ngym.metrics import (
+from ngym.rollout.metrics import (
     ROLLOUT_INDEX,
     TASK_INDEX,
     agent_metrics,

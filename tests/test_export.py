@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ngym.errors import InputError
-from ngym.export import dpo_pairs, input_messages, output_messages, sft_rows
+from ngym.data.export import dpo_pairs, input_messages, output_messages, sft_rows
 
 BIN = Path(sys.executable).parent
 COMPAT = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "reference-v0.2.1"
@@ -72,7 +72,7 @@ def test_dpo_pairs_best_vs_worst_per_task_skipping_ties_and_singletons() -> None
         rollout(1, 0, 1.0), rollout(1, 1, 1.0),  # tie
         rollout(2, 0, 0.0),  # a single rollout
     ]
-    from ngym.export import ExportStats
+    from ngym.data.export import ExportStats
 
     stats = ExportStats()
     pairs = dpo_pairs([(f"f:{i}", r) for i, r in enumerate(data)], stats=stats)

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from ngym.config.deployment import ServerSpec
 from ngym.errors import DeploymentError, RolloutError
-from ngym.resources import ResourcesServer, VerifyRequest, VerifyResponse
+from ngym.env.resources import ResourcesServer, VerifyRequest, VerifyResponse
 from ngym.server import local
 from ngym.server.base import json_response
 from ngym.server.client import ServerClient
@@ -324,7 +324,7 @@ def _spec(directory: Path, name: str) -> ServerSpec:
 
 SERVER_MODULE = """
 from helper import WORD
-from ngym.resources import ResourcesServer
+from ngym.env.resources import ResourcesServer
 
 class {cls}(ResourcesServer):
     word = WORD

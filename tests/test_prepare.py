@@ -18,10 +18,10 @@ import pytest
 
 from ngym.cli.common import command_args, load
 from ngym.config.schema import DatasetConfig
-from ngym.dataset_metrics import DatasetMetrics, Running, differences, round_metric
+from ngym.data.dataset_metrics import DatasetMetrics, Running, differences, round_metric
 from ngym.errors import ArgumentError, ConfigError, InputError
-from ngym.mix import balanced_plan
-from ngym.prepare import POLICY_PLACEHOLDERS, PrepareArgs, PrepareReport, metrics_document, prepare, read_dataset
+from ngym.data.mix import balanced_plan
+from ngym.data.prepare import POLICY_PLACEHOLDERS, PrepareArgs, PrepareReport, metrics_document, prepare, read_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 COMPAT = REPO.parent / "shared" / "compat" / "reference-v0.2.1"

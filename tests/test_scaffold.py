@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ngym.conformance import check_server, compare_schemas
+from ngym.devkit.conformance import check_server, compare_schemas
 from ngym.errors import ArgumentError
-from ngym.scaffold import class_prefix, init_resources_server
+from ngym.devkit.scaffold import class_prefix, init_resources_server
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

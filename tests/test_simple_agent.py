@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from ngym.testing.asgi import wire
+from ngym.devkit.testing.asgi import wire
 from resources_servers.example_multi_step.app import MultiStepResourcesServer, MultiStepVerifyRequest
 from resources_servers.example_session_state_mgmt.app import CounterResourcesServer
 from responses_api_agents.simple_agent.app import SimpleAgent

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 from ngym.cli.common import ignore_signals, command_args, entrypoint, load
-from ngym.collect import CollectArgs, collect, iter_materialized, materialize, sibling
+from ngym.rollout.collect import CollectArgs, collect, iter_materialized, materialize, sibling
 from ngym.config.deployment import Deployment, build_deployment
 from ngym.config.paths import resolve_path
 from ngym.config.schema import HeadServerConfig
-from ngym.launcher import Launcher
-from ngym.metrics import aggregate_metrics, agent_metrics, format_aggregate_table, format_table, task_profiles
+from ngym.launch.launcher import Launcher
+from ngym.rollout.metrics import aggregate_metrics, agent_metrics, format_aggregate_table, format_table, task_profiles
 from ngym.server.client import ServerClient
 from ngym.server.base import tune_gc
 from ngym.server.host import HostedServers

@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 
 from ngym.cli.common import command_args, entrypoint, load
 from ngym.config.paths import resolve_path
-from ngym.export import ExportStats, dpo_pairs, sft_rows
-from ngym.jsonl import iter_jsonl
+from ngym.data.export import ExportStats, dpo_pairs, sft_rows
+from ngym.data.jsonl import iter_jsonl
 
 SUMMARY = """\
 Turn a rollouts file (ng_collect_rollouts output) into offline training data, in the OpenAI chat

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from ngym.cli.common import command_args, entrypoint, load
-from ngym.scaffold import init_resources_server
+from ngym.devkit.scaffold import init_resources_server
 
 SUMMARY = """\
 Create resources_servers/<name>/ with a working environment: app.py (a tool and a verify), its

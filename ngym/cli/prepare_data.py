@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ngym.cli.common import command_args, entrypoint, load
-from ngym.prepare import POLICY_PLACEHOLDERS, PrepareArgs, conflict_error, format_report, prepare
+from ngym.data.prepare import POLICY_PLACEHOLDERS, PrepareArgs, conflict_error, format_report, prepare
 
 SUMMARY = """\
 Check every row of the datasets the agents of +config_paths declare, write each dataset's metrics

@@ -11,10 +11,10 @@ import orjson
 from pydantic import BaseModel, Field
 
 from ngym.cli.common import command_args, entrypoint, load
-from ngym.collect import sibling
+from ngym.rollout.collect import sibling
 from ngym.config.paths import resolve_path
 from ngym.errors import InputError
-from ngym.metrics import (
+from ngym.rollout.metrics import (
     ROLLOUT_INDEX,
     TASK_INDEX,
     agent_metrics,

@@ -6,7 +6,7 @@ import sys
 
 from ngym.cli.common import ignore_signals, entrypoint, load
 from ngym.config.deployment import build_deployment
-from ngym.launcher import Launcher
+from ngym.launch.launcher import Launcher
 
 SUMMARY = """\
 Start the head server and one process per server instance found in the config files, wait until

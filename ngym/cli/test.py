@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from ngym.cli.common import command_args, entrypoint, load
 from ngym.config.paths import resolve_path
-from ngym.conformance import check_server, project_root
+from ngym.devkit.conformance import check_server, project_root
 from ngym.errors import ArgumentError
 
 SUMMARY = """\

@@ -24,11 +24,11 @@ from typing import IO, Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ngym.collect import ROLLOUT_INDEX, TASK_INDEX, Task, run_tasks
+from ngym.rollout.collect import ROLLOUT_INDEX, TASK_INDEX, Task, run_tasks
 from ngym.config.deployment import Deployment, build_deployment
 from ngym.config.loader import ParserConfig, load_config
 from ngym.errors import DeploymentError, InputError, NgymError
-from ngym.launcher import Launcher
+from ngym.launch.launcher import Launcher
 from ngym.server.client import ServerClient
 
 __all__ = ["RolloutFailed", "RolloutResult", "RunningDeployment", "check_rows", "deploy", "start_deployment"]

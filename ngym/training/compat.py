@@ -23,7 +23,7 @@ import httpx
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ngym.collect import ROLLOUT_INDEX, TASK_INDEX, Task, run_task
+from ngym.rollout.collect import ROLLOUT_INDEX, TASK_INDEX, Task, run_task
 from ngym.config.loader import ParserConfig
 from ngym.config.schema import HeadServerConfig
 from ngym.errors import DeploymentError, InputError

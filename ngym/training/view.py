@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ngym.errors import NgymError
-from ngym.tokens import FaithfulnessViolation, check_token_faithfulness
+from ngym.rollout.tokens import FaithfulnessViolation, check_token_faithfulness
 
 __all__ = ["EpisodeView", "TokenFaithfulnessError", "Turn", "episode_view"]
 

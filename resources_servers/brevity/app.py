@@ -13,7 +13,7 @@ import re
 
 from pydantic import Field
 
-from ngym.resources import ResourcesServer, VerifyRequest, VerifyResponse
+from ngym.env.resources import ResourcesServer, VerifyRequest, VerifyResponse
 
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 

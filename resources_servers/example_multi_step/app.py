@@ -11,7 +11,7 @@ import json
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
-from ngym.resources import ResourcesServer, RunRequest, VerifyRequest, VerifyResponse
+from ngym.env.resources import ResourcesServer, RunRequest, VerifyRequest, VerifyResponse
 from ngym.wire.responses import FunctionCall
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict
 
-from ngym.resources import ResourcesServer, ResourcesServerConfig, SeedSessionRequest, VerifyRequest, VerifyResponse
+from ngym.env.resources import ResourcesServer, ResourcesServerConfig, SeedSessionRequest, VerifyRequest, VerifyResponse
 from ngym.server.sessions import SessionStore, session_id
 
 

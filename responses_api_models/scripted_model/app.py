@@ -1,4 +1,4 @@
-"""scripted_model: a model server that answers with :mod:`ngym.testing.scripted_policy` in-process
+"""scripted_model: a model server that answers with :mod:`ngym.devkit.testing.scripted_policy` in-process
 (no upstream API). For tests, demos without a model, and overhead benchmarks (``delay_s`` adds a
 fixed latency per call)."""
 
@@ -9,8 +9,8 @@ import asyncio
 from fastapi import Request
 
 from ngym.config.schema import ServerConfig
-from ngym.model import ModelServer
-from ngym.testing.scripted_policy import next_items
+from ngym.models.server import ModelServer
+from ngym.devkit.testing.scripted_policy import next_items
 from ngym.wire.responses import Response, ResponseCreateParams, Usage
 
 

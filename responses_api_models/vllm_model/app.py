@@ -1,7 +1,7 @@
 """vllm_model: serve ``/v1/responses`` on top of any OpenAI-compatible Chat Completions server
 (vLLM, llama.cpp's ``llama-server``, ...), with token ids for RL (spec §10.2).
 
-Responses -> Chat Completions -> Responses, as in ``ngym.convert``. With
+Responses -> Chat Completions -> Responses, as in ``ngym.models.convert``. With
 ``return_token_id_information`` the last item of each model call carries ``prompt_token_ids``,
 ``generation_token_ids`` and ``generation_log_probs``, and the response carries
 ``token_faithfulness`` (does each call's prompt extend the previous prompt + generation?).
@@ -18,9 +18,9 @@ import orjson
 from fastapi import Request
 from pydantic import field_validator, model_validator
 
-from ngym.backend import Backend, backend_error
+from ngym.models.backend import Backend, backend_error
 from ngym.config.schema import ServerConfig
-from ngym.convert import (
+from ngym.models.convert import (
     ConversionError,
     chat_message_to_items,
     context_overflow,
@@ -33,9 +33,9 @@ from ngym.convert import (
     tokens_from_logprobs,
 )
 from ngym.errors import RolloutError
-from ngym.model import ModelServer
+from ngym.models.server import ModelServer
 from ngym.server.sessions import SessionStore, session_id
-from ngym.tokens import check_token_faithfulness
+from ngym.rollout.tokens import check_token_faithfulness
 from ngym.wire.chat import ChatCompletion, ChatCompletionCreateParams, ChatMessage
 from ngym.wire.responses import Response, ResponseCreateParams, TokenInfo
 

@@ -57,7 +57,7 @@ def scripted_api() -> Iterator[str]:
     """The stand-in for a remote OpenAI-compatible API, as a real process; yields its base URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ngym.testing.scripted_openai", "--port", str(port), "--api-key", SECRET],
+        [sys.executable, "-m", "ngym.devkit.testing.scripted_openai", "--port", str(port), "--api-key", SECRET],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -98,7 +98,7 @@ def test_kill_9_of_the_collector_then_resume_is_exactly_once(workdir: Path) -> N
 
 def test_flaky_model_500_and_429_is_retried_to_a_correct_result(workdir: Path) -> None:
     api_port = free_port()
-    api = subprocess.Popen([sys.executable, "-m", "ngym.testing.scripted_openai", "--port", str(api_port), "--fail-every", "3"],
+    api = subprocess.Popen([sys.executable, "-m", "ngym.devkit.testing.scripted_openai", "--port", str(api_port), "--fail-every", "3"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{api_port}/v1/models")
@@ -192,7 +192,7 @@ def test_slow_model_past_the_rollout_deadline_is_a_timeout_failure(workdir: Path
 
 def test_bad_input_is_reported_by_line_and_nothing_is_sent(workdir: Path) -> None:
     api_port = free_port()
-    api = subprocess.Popen([sys.executable, "-m", "ngym.testing.scripted_openai", "--port", str(api_port)],
+    api = subprocess.Popen([sys.executable, "-m", "ngym.devkit.testing.scripted_openai", "--port", str(api_port)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(f"http://127.0.0.1:{api_port}/v1/models")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ngym.llama.weights import DEFAULT_MODEL, MODEL_REGISTRY
+from ngym.models.llama.weights import DEFAULT_MODEL, MODEL_REGISTRY
 from tests.e2e.conftest import REPO, alive, command_env, free_port
 from tests.e2e.procs import read_jsonl
 
@@ -82,8 +82,8 @@ async def test_vllm_model_over_a_real_llama_server() -> None:
     _require_engine_and_weights()
     import httpx
 
-    from ngym.llama import ensure_model
-    from ngym.llama.engine import LlamaServer
+    from ngym.models.llama import ensure_model
+    from ngym.models.llama.engine import LlamaServer
     from ngym.server.client import ServerClient
     from responses_api_models.vllm_model.app import VLLMModel, VLLMModelConfig
 
@@ -107,7 +107,7 @@ async def test_vllm_model_over_a_real_llama_server() -> None:
 
             history = [*body["input"], *first["output"], {"role": "user", "content": "Again, shorter."}]
             second = (await client.post("/v1/responses", json={**body, "input": history})).json()
-        from ngym.tokens import check_token_faithfulness
+        from ngym.rollout.tokens import check_token_faithfulness
 
         verdict = second["token_faithfulness"]
         assert verdict["calls"] == 2 and verdict == check_token_faithfulness([*first["output"], *second["output"]]).model_dump()

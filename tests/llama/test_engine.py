@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ngym.llama.engine import LlamaServer, LlamaServerError, _die_with_parent
+from ngym.models.llama.engine import LlamaServer, LlamaServerError, _die_with_parent
 
 FAKE_SERVER = textwrap.dedent(
     """
@@ -133,7 +133,7 @@ def test_stop_kills_after_timeout(fake_binary: Path, fake_model: Path) -> None:
 
 
 def test_missing_model_file(fake_binary: Path, tmp_path: Path) -> None:
-    from ngym.llama.weights import WeightsError
+    from ngym.models.llama.weights import WeightsError
 
     with pytest.raises(WeightsError):
         LlamaServer(tmp_path / "nope.gguf", binary=fake_binary).start()
@@ -160,7 +160,7 @@ def test_die_with_parent_ends_the_server_when_a_threaded_parent_is_killed(
     script = textwrap.dedent(
         f"""
         import threading, time
-        from ngym.llama.engine import LlamaServer
+        from ngym.models.llama.engine import LlamaServer
         threading.Thread(target=time.sleep, args=(60,), daemon=True).start()
         srv = LlamaServer({str(fake_model)!r}, binary={str(fake_binary)!r}, startup_timeout=20, die_with_parent=True)
         print(srv.start().pid, flush=True)

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from ngym.llama.weights import MODEL_REGISTRY, WeightsError, ensure_model
+from ngym.models.llama.weights import MODEL_REGISTRY, WeightsError, ensure_model
 
 MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
 
@@ -26,7 +26,7 @@ def _require_engine_and_weights() -> None:
 
 def test_real_server_completion_with_token_ids() -> None:
     _require_engine_and_weights()
-    from ngym.llama.engine import LlamaServer
+    from ngym.models.llama.engine import LlamaServer
 
     try:
         model_path = ensure_model(MODEL)

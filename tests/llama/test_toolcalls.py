@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from ngym.llama.toolcalls import ToolCall, parse_tool_calls, tool_names_from_tools
+from ngym.models.llama.toolcalls import ToolCall, parse_tool_calls, tool_names_from_tools
 
 TOOLS = {"get_weather", "search"}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ngym.llama import weights as w
-from ngym.llama.weights import (
+from ngym.models.llama import weights as w
+from ngym.models.llama.weights import (
     MODEL_REGISTRY,
     ModelSpec,
     WeightsError,

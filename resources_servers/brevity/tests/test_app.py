@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ngym.conformance import check_server
+from ngym.devkit.conformance import check_server
 from ngym.server.client import ServerClient
-from ngym.testing.asgi import wire
+from ngym.devkit.testing.asgi import wire
 from resources_servers.brevity.app import BrevityResourcesServer, brevity_reward, count_words
 
 ENV_DIR = Path(__file__).resolve().parents[1]

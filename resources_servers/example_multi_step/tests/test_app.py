@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from ngym.testing.asgi import wire
-from ngym.testing.replay import replay
+from ngym.devkit.testing.asgi import wire
+from ngym.devkit.testing.replay import replay
 from resources_servers.example_multi_step.app import MultiStepResourcesServer, synonym_value
 from tests.fakes import COMPAT, call, compat_rows, make, say
 

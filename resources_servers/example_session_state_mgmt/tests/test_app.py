@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from ngym.server.client import response_cookies
-from ngym.testing.asgi import wire
-from ngym.testing.replay import replay
+from ngym.devkit.testing.asgi import wire
+from ngym.devkit.testing.replay import replay
 from resources_servers.example_session_state_mgmt.app import CounterResourcesServer
 from tests.fakes import COMPAT, compat_rows, make
 

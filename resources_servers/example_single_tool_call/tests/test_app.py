@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from ngym.testing.asgi import wire
-from ngym.testing.replay import replay
+from ngym.devkit.testing.asgi import wire
+from ngym.devkit.testing.replay import replay
 from resources_servers.example_single_tool_call.app import WeatherResourcesServer
 from tests.fakes import COMPAT, compat_rows, make
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from ngym.server.client import ServerClient
-from ngym.testing.fake_llama import EOS, FakeLlama, render, tokenize
-from ngym.tokens import check_token_faithfulness
+from ngym.devkit.testing.fake_llama import EOS, FakeLlama, render, tokenize
+from ngym.rollout.tokens import check_token_faithfulness
 from responses_api_models.local_model.app import LocalModel, LocalModelConfig
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ngym.testing.fake_llama import FakeLlama, render, tokenize
+from ngym.devkit.testing.fake_llama import FakeLlama, render, tokenize
 from responses_api_models.vllm_model.app import VLLMModel, VLLMModelConfig
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""Responses <-> Chat Completions conversion (ngym.convert), including the reference's own vectors."""
+"""Responses <-> Chat Completions conversion (ngym.models.convert), including the reference's own vectors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ngym.convert import (
+from ngym.models.convert import (
     ConversionError,
     chat_message_to_items,
     context_overflow,
@@ -19,7 +19,7 @@ from ngym.convert import (
     split_think_for_backend,
     tokens_from_logprobs,
 )
-from ngym.testing.fake_llama import OVERFLOW_LLAMA, OVERFLOW_VLLM
+from ngym.devkit.testing.fake_llama import OVERFLOW_LLAMA, OVERFLOW_VLLM
 from ngym.wire.chat import ChatMessage, ChatUsage, ToolCall, ToolCallFunction
 from ngym.wire.responses import FunctionCall, Message, Reasoning, ResponseCreateParams, TokenInfo
 

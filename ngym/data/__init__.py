@@ -1,0 +1,1 @@
+"""Data preparation: reading, checking, mixing and exporting rows."""

@@ -1,0 +1,1 @@
+"""For environment developers: scaffold, conformance check and test doubles."""

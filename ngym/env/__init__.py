@@ -1,0 +1,1 @@
+"""Environment authoring: what an environment, agent or model author writes against."""

@@ -1,0 +1,1 @@
+"""Rollout collection and its metrics."""
