@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from ngym.config.deployment import Deployment, ServerSpec, check_ports_free
 from ngym.config.paths import PARENT_DIR
 from ngym.errors import DeploymentError
-from ngym.server.base import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV
+from ngym.server.process import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, TokenMiddleware, is_loopback, write_token_file
 from ngym.server.head import build_head_app
 from ngym.server.host import HOSTED_ENV
