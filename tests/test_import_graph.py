@@ -146,3 +146,18 @@ def test_the_server_core_is_layered() -> None:
         for module in layer:
             core = {m for m in graph[module] if m.startswith("ngym.server.")}
             assert core <= below, f"{module} imports {sorted(core - below)}, which is not below it"
+
+
+def test_the_packages_form_no_cycle_either() -> None:
+    """Folded to sub-packages (``ngym.server``, ``ngym.rollout``...), the graph stays acyclic:
+    ``server`` never imports ``rollout``, ``env`` never ``devkit``, and so on."""
+    graph = import_graph()
+
+    def package(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    folded: dict[str, set[str]] = {}
+    for module, targets in graph.items():
+        folded.setdefault(package(module), set()).update(package(t) for t in targets if package(t) != package(module))
+    assert not cycles(folded), cycles(folded)
+    assert folded["ngym.server"] <= {"ngym.config", "ngym.errors"}
