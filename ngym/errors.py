@@ -135,6 +135,8 @@ class FailureKind(StrEnum):
     @classmethod
     def parse(cls, value: object) -> FailureKind | None:
         """The kind named by ``value`` (from an error answer), or None."""
+        if not isinstance(value, str):
+            return None
         try:
             return cls(value)
         except ValueError:

@@ -174,7 +174,7 @@ def _port_is_free(host: str, port: int) -> bool:
 
 
 def pick_free_port(host: str, low: int, high: int, taken: set[int], rng: random.Random | None = None) -> int:
-    rng = rng or random.SystemRandom()  # type: ignore[assignment]
+    rng = rng or random.SystemRandom()
     assert rng is not None
     for _ in range(200):
         port = rng.randint(low, high)

@@ -32,8 +32,11 @@ from ngym.server.sessions import SECRET_ENV
 
 class Handle(Protocol):
     spec: ServerSpec
-    pid: int | None
-    started_at: float
+
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def started_at(self) -> float: ...
 
     def returncode(self) -> int | None: ...
     def log_tail(self) -> list[str]: ...
@@ -243,8 +246,7 @@ class Launcher:
         config = uvicorn.Config(
             app, host=self.deployment.head.host, port=self.deployment.head.port, log_level="warning", access_log=False
         )
-        self._head = uvicorn.Server(config)
-        self._head.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._head = uvicorn.Server(config)  # in a thread, uvicorn leaves the signal handlers alone
         self._head_thread = threading.Thread(target=self._head.run, name="ngym-head", daemon=True)
         self._head_thread.start()
 

@@ -6,7 +6,7 @@ import asyncio
 import functools
 from typing import Any
 
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Scope
 
 from ngym.server.http import Cookies, Headers, set_cookies
 
@@ -44,7 +44,7 @@ def scope_for(base_url: str, method: str, path: str, headers: Headers) -> dict[s
     }
 
 
-async def collect(app: ASGIApp, scope: dict[str, Any], body: bytes | None) -> tuple[int, bytes, Cookies]:
+async def collect(app: ASGIApp, scope: Scope, body: bytes | None) -> tuple[int, bytes, Cookies]:
     """Run ``app`` on one request; (status, body, cookies it set)."""
     request: Message | None = {"type": "http.request", "body": body or b"", "more_body": False}
     status = 500

@@ -102,7 +102,7 @@ class FastPath:
                 if isinstance(route, APIRoute):
                     fast = fast_route(route)
                     if fast is not None:
-                        for method in route.methods:
+                        for method in route.methods or ():
                             self.routes[(method, route.path)] = fast
 
     def token_ok(self, headers: Headers) -> bool:

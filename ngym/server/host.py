@@ -61,8 +61,8 @@ class PortDispatcher:
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
-        server = scope.get("server") or (None, None)
-        app = self.apps.get(server[1])
+        server = scope.get("server") or (None, 0)
+        app = self.apps.get(int(server[1] or 0))
         if app is None:
             raise RuntimeError(f"no hosted server listens on port {server[1]}")
         await app(scope, receive, send)
@@ -162,7 +162,7 @@ class _Server(uvicorn.Server):
 
     own_signals = False
 
-    def capture_signals(self) -> Any:  # type: ignore[override]
+    def capture_signals(self) -> Any:
         return super().capture_signals() if self.own_signals else contextlib.nullcontext()
 
 

@@ -44,6 +44,7 @@ from ngym.models.convert import (
     responses_to_chat,
 )
 from ngym.errors import FailureKind, RolloutError
+from ngym.models.llama.toolcalls import ToolCall as ParsedCall
 from ngym.models.llama.toolcalls import parse_tool_calls
 from ngym.models.llama.weights import DEFAULT_MODEL, MODEL_REGISTRY
 from ngym.models.server import ModelServer
@@ -442,7 +443,7 @@ class LocalModel(ModelServer):
                 status=502,
             )
         reasoning, text = extract_think(content)
-        calls = []
+        calls: list[ParsedCall] = []
         names = [t.function.name for t in tools]
         if names and chat.tool_choice != "none":
             text, calls = parse_tool_calls(text, names)

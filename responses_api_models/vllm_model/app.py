@@ -255,7 +255,7 @@ class VLLMModel(ModelServer):
     async def _prompt_ids(self, backend: Backend, payload: dict[str, Any], entries: list[dict[str, Any]]) -> list[int]:
         """The prompt's token ids, from the backend's own tokenizer and chat template."""
         api = self._api_of(backend, entries)
-        template = {k: payload[k] for k in ("messages", "tools", "chat_template_kwargs") if k in payload}
+        template: dict[str, Any] = {k: payload[k] for k in ("messages", "tools", "chat_template_kwargs") if k in payload}
         if api in ("vllm", "auto"):
             answer = await backend.post_json(f"{backend.root}/tokenize", {"model": self.config.model, **template})
             tokens = answer.get("tokens") if isinstance(answer, dict) else None
