@@ -244,7 +244,7 @@ def test_tool_declaration_mistakes_are_named() -> None:
         build_tool(verify, "Env")
 
     with pytest.raises(TypeError, match="async def"):
-        tool(lambda self: None)  # type: ignore[arg-type,return-value]
+        tool(lambda self: None)  # type: ignore[type-var]
 
 
 def test_task_and_state_types_are_read_from_the_class() -> None:
@@ -385,8 +385,8 @@ async def test_rows_that_carry_the_declared_tools_are_accepted(client: ServerCli
     [
         (lambda t: t.update(name="get_clue"), "the row offers the tool 'get_clue', which HintEnv does not declare"),
         (lambda t: t["parameters"]["properties"]["level"].update(type="string"),
-         "the row's tool 'get_hint' differs from HintEnv's declaration at parameters.properties.level.type: "
-         'the row has "string", the environment declares "integer"'),
+         ("the row's tool 'get_hint' differs from HintEnv's declaration at parameters.properties.level.type: "
+          'the row has "string", the environment declares "integer"')),
         (lambda t: t["parameters"].update(required=["level", "verbose"]), "parameters.required"),
         (lambda t: t["parameters"]["properties"].pop("verbose"), "parameters.properties.verbose"),
     ],
@@ -472,7 +472,7 @@ def test_state_needs_defaults_and_types_must_be_models() -> None:
     with pytest.raises(TypeError, match="needs a default for every field"):
         Bad.tool_schemas()
     with pytest.raises(TypeError, match="must be a pydantic BaseModel"):
-        class NotAModel(Environment[dict, NoState]):  # type: ignore[type-var]
+        class NotAModel(Environment[dict, NoState]):  # type: ignore[type-var,type-arg]
             pass
 
 

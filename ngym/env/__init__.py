@@ -11,17 +11,10 @@ from __future__ import annotations
 
 from ngym.env.blocking import run_blocking, run_in_process
 from ngym.env.environment import EnvConfig, Environment, NoState, Verdict
-from ngym.env.resources import (
-    ResourcesServer,
-    ResourcesServerConfig,
-    RunRequest,
-    SeedSessionRequest,
-    SeedSessionResponse,
-    VerifyRequest,
-    VerifyResponse,
-)
+from ngym.env.resources import ResourcesServer, ResourcesServerConfig
 from ngym.env.tools import tool
 from ngym.errors import ToolError, VerifierError
+from ngym.wire.rows import RunRequest, SeedSessionRequest, SeedSessionResponse, VerifyRequest, VerifyResponse
 
 __all__ = [
     "EnvConfig",
