@@ -486,3 +486,21 @@ def test_a_subclass_inherits_tools_and_types() -> None:
     assert (More.task_type, More.state_type) == (Task, Guesses)
     assert [t["name"] for t in More.tool_schemas()] == ["get_hint", "guess", "guesses_so_far", "slow_square", "give_up"]
     assert [t["name"] for t in HintEnv.tool_schemas()] == ["get_hint", "guess", "guesses_so_far", "slow_square"]
+
+
+async def test_the_collector_writes_verifier_errors_and_bad_rows_as_failures_never_rewards(tmp_path: Any) -> None:
+    from ngym.rollout.collect import ROLLOUT_INDEX, TASK_INDEX, Task as CollectTask, collect
+
+    model = make(QueueModel, "model")
+    model.turns = [[say("Paris")], [say("judge down")]]
+    client = deploy(model)
+    rows = [ROW, with_tools([{"type": "function", "name": "get_clue"}]), ROW]
+    tasks = [CollectTask({**row, TASK_INDEX: i, ROLLOUT_INDEX: 0}, "agent", i + 1) for i, row in enumerate(rows)]
+    output = tmp_path / "out.jsonl"
+    report = await collect(client, tasks, output, concurrency=1, progress=False)
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [(r[TASK_INDEX], r["reward"]) for r in written] == [(0, 1.0)]
+    failures = [json.loads(line) for line in (tmp_path / "out_failures.jsonl").read_text().splitlines()]
+    assert [(f[TASK_INDEX], f["kind"], f["attempts"]) for f in failures] == [(1, "bad_input", 1), (2, "verifier_error", 1)]
+    assert "get_clue" in failures[0]["error"] and "the judge timed out" in failures[1]["error"]
+    assert all("reward" not in f for f in failures) and len(report.failures) == 2
