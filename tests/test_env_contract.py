@@ -504,3 +504,38 @@ async def test_the_collector_writes_verifier_errors_and_bad_rows_as_failures_nev
     assert [(f[TASK_INDEX], f["kind"], f["attempts"]) for f in failures] == [(1, "bad_input", 1), (2, "verifier_error", 1)]
     assert "get_clue" in failures[0]["error"] and "the judge timed out" in failures[1]["error"]
     assert all("reward" not in f for f in failures) and len(report.failures) == 2
+
+
+async def test_contract_routes_take_the_fast_path_and_answer_as_the_full_stack() -> None:
+    """The fast path serves the declared routes from their signatures (the argument model as the
+    body), with the same answers as FastAPI's full stack."""
+    import httpx
+
+    app = make(HintEnv, "env", domain="other").build_app()
+    assert {("POST", p) for p in ("/seed_session", "/verify", "/get_hint", "/guess", "/guesses_so_far")} <= set(app.fast.routes)
+    steps: list[tuple[str, Any]] = [
+        ("/seed_session", ROW),
+        ("/get_hint", {"level": 1}),
+        ("/get_hint", {"level": 9}),
+        ("/get_hint", {"level": 1, "extra": 1}),
+        ("/guess", {"answer": "Paris", "where": {"shelf": 1, "side": "left"}}),
+        ("/guesses_so_far", None),
+        ("/verify", answered("Paris")),
+        ("/verify", answered("judge down")),
+        ("/seed_session", {"question": "no answer"}),
+        ("/close_session", {}),
+    ]
+    answers = []
+    for asgi in (app, app.app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://env") as http:
+            seen = []
+            for path, body in steps:
+                answer = await http.post(path, content=b"" if body is None else json.dumps(body),
+                                         headers={"content-type": "application/json"})
+                payload = answer.json()
+                if isinstance(payload, dict) and "response" in payload:  # a fresh id and time per parse
+                    payload["response"] = {k: v for k, v in payload["response"].items() if k not in ("id", "created_at")}
+                seen.append((path, answer.status_code, payload))
+            answers.append(seen)
+    assert answers[0] == answers[1]
+    assert [status for _, status, _ in answers[0]] == [200, 200, 200, 422, 200, 200, 200, 500, 422, 200]
