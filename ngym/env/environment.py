@@ -37,6 +37,8 @@ from ngym.server.sessions import SessionStore, session_id
 from ngym.wire.responses import Response
 from ngym.wire.rows import VerifyRequest
 
+__all__ = ["EnvConfig", "Environment", "Episode", "NoState", "ToolError", "Verdict", "VerifierError"]
+
 JSON = "application/json"
 #: row keys a verdict's metrics may not overwrite
 _ROW_KEYS = frozenset({"responses_create_params", "response"})
