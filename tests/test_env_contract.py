@@ -471,6 +471,13 @@ def test_state_needs_defaults_and_types_must_be_models() -> None:
 
     with pytest.raises(TypeError, match="needs a default for every field"):
         Bad.tool_schemas()
+    class Clash(Environment[Task, NoState]):
+        @tool
+        async def seed(self) -> None:
+            """Not a tool name."""
+
+    with pytest.raises(TypeError, match=r"@tool \['seed'\] would replace"):
+        Clash.tool_schemas()
     with pytest.raises(TypeError, match="must be a pydantic BaseModel"):
         class NotAModel(Environment[dict, NoState]):  # type: ignore[type-var,type-arg]
             pass
