@@ -561,3 +561,13 @@ def test_the_reference_rows_carry_tools_that_agree_with_the_ported_declarations(
     rows = compat_rows(name) + compat_rows(name, "example_rollouts.jsonl")
     assert all(row["responses_create_params"].get("tools") for row in rows)
     assert [env.check_tools(row["responses_create_params"]["tools"]) for row in rows] == [None] * len(rows)
+
+
+async def test_run_in_process_runs_a_function_in_another_process() -> None:
+    import math
+    import os
+
+    from ngym.env import run_in_process
+
+    assert await run_in_process(math.factorial, 20) == 2432902008176640000
+    assert await run_in_process(os.getpid) != os.getpid()
