@@ -58,19 +58,11 @@ __all__ = [
     "error_answer",
     "json_response",
     "raise_open_file_limit",
-    "section_of",
     "tune_gc",
     "uvicorn_config",
 ]
 
 C = TypeVar("C", bound=ServerConfig)
-
-
-def section_of(global_config: DictConfig, name: str) -> tuple[str, str, dict[str, Any]]:
-    """(server type, implementation, resolved settings) of one instance; prefer
-    :func:`ngym.config.instance.parse_instance`, which returns a :class:`ServerInstance`."""
-    instance = parse_instance(global_config, name)
-    return instance.server_type, instance.impl, instance.settings
 
 
 class Server(Generic[C]):
