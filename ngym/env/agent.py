@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response as HTTPResponse

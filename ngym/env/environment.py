@@ -92,8 +92,21 @@ def _bad_input(message: str) -> RolloutError:
     return RolloutError(message, kind="bad_input", retryable=False, status=422)
 
 
+class _JSONAnswer(HTTPResponse):
+    """A JSON answer of bytes already serialised (what starlette's ``Response`` would build, without
+    its per-call header logic: tools and /verify answer on every step of every episode)."""
+
+    media_type = JSON
+
+    def __init__(self, content: bytes) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = content
+        self.raw_headers = [(b"content-length", str(len(content)).encode()), (b"content-type", b"application/json")]
+
+
 def _json(content: bytes) -> HTTPResponse:
-    return HTTPResponse(content, media_type=JSON)
+    return _JSONAnswer(content)
 
 
 def _default(value: Any) -> Any:
@@ -350,8 +363,9 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
                 await self._ensure_setup()
             args = body if body is not None else arguments()
             sid = session_id(request)
-            episode = store.get(sid)
-            if episode is None:  # a call outside a seeded episode: a fresh state, kept for the next call
+            try:
+                episode = store[sid]
+            except KeyError:  # a call outside a seeded episode: a fresh state, kept for the next call
                 episode = store[sid] = Episode(None, state_type())
             token = _EPISODE.set(episode)
             try:
