@@ -143,6 +143,14 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
         self._ready = False
         self._setup_lock: asyncio.Lock | None = None
 
+    @classmethod
+    def config_type(cls) -> type[EnvConfig]:
+        """The model of the instance's YAML section: the ``config`` annotation (an :class:`EnvConfig`)."""
+        found = super().config_type()
+        if not issubclass(found, EnvConfig):
+            raise TypeError(f"{cls.__name__}: annotate `config` with an EnvConfig subclass (got {found.__name__}).")
+        return found
+
     # ---- what an author overrides --------------------------------------------------------------
 
     async def setup(self) -> None:
