@@ -31,7 +31,7 @@ from starlette.responses import Response as HTTPResponse
 
 from ngym.env.resources import ResourcesServerBase, ResourcesServerConfig
 from ngym.env.tools import ToolChecker, ToolSpec, build_tool, is_tool
-from ngym.errors import RolloutError, ToolError, VerifierError
+from ngym.errors import FailureKind, RolloutError, ToolError, VerifierError
 from ngym.server.client import ServerClient
 from ngym.server.sessions import SessionStore, session_id
 from ngym.wire.responses import Response
@@ -89,7 +89,7 @@ _EPISODE: ContextVar[Episode | None] = ContextVar("ngym_env_episode", default=No
 
 
 def _bad_input(message: str) -> RolloutError:
-    return RolloutError(message, kind="bad_input", retryable=False, status=422)
+    return RolloutError(message, kind=FailureKind.BAD_INPUT, retryable=False, status=422)
 
 
 class _JSONAnswer(HTTPResponse):
