@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ngym.cli.common import ignore_signals, entrypoint, load
+from ngym.cli.common import DEPLOYMENT_KEYS, entrypoint, ignore_signals, load
 from ngym.config.deployment import build_deployment
 from ngym.launch.launcher import Launcher
 
@@ -22,7 +22,7 @@ Optional: +head_server.port=11000, +default_host=127.0.0.1, +startup_timeout_s=1
 
 @entrypoint("ng_run", SUMMARY, usage='"+config_paths=[a.yaml,b.yaml]" [+key=value ...]')
 def main(argv: list[str]) -> int:
-    cfg, pc = load(argv)
+    cfg, pc = load(argv, command="ng_run", known=DEPLOYMENT_KEYS)
     deployment = build_deployment(cfg, pc.sources)
     if not deployment.servers:
         print("error: no server instances in the config. Pass \"+config_paths=[...]\" with at least one server.", file=sys.stderr)

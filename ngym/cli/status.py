@@ -21,7 +21,7 @@ def _uptime(seconds: float) -> str:
 
 @entrypoint("ng_status", SUMMARY)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv)
+    cfg, _ = load(argv, command="ng_status", known={"head_server"})
     head = HeadServerConfig.model_validate(cfg.get("head_server") or {})
     with httpx.Client(timeout=5.0, trust_env=False) as http:
         try:

@@ -91,7 +91,7 @@ def _index(path: str, default_env: str | None, what: str):  # -> RunIndex
 
 @entrypoint("ng_viewer", SUMMARY, ViewerArgs)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv, skip_load_from_dotenv=True)
+    cfg, _ = load(argv, command="ng_viewer", model=ViewerArgs, skip_load_from_dotenv=True)
     args = command_args(cfg, ViewerArgs, "ng_viewer")
     import uvicorn
 
