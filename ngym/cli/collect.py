@@ -17,7 +17,7 @@ from ngym.rollout.output import OutputLock, check_output
 from ngym.config.deployment import Deployment, build_deployment
 from ngym.config.loader import ParserConfig
 from ngym.config.paths import resolve_path
-from ngym.config.schema import HeadServerConfig
+from ngym.config.deployment import head_server_config
 from ngym.launch.launcher import Launcher
 from ngym.rollout.metrics import aggregate_metrics, agent_metrics, format_aggregate_table, format_table, task_profiles
 from ngym.server.client import ServerClient
@@ -175,7 +175,7 @@ def main(argv: list[str]) -> int:
 def _run(argv: list[str], cfg: DictConfig, pc: ParserConfig, args: CollectArgs) -> int:
     show_progress = not bool(cfg.get("no_progress", False))
     if not _one_shot(argv):
-        head = HeadServerConfig.model_validate(cfg.get("head_server") or {})
+        head = head_server_config(cfg)
         client = asyncio.run(ServerClient.from_head_server(head))
         return asyncio.run(_collect(args, client, show_progress))
     if "port" not in (cfg.get("head_server") or {}):

@@ -176,6 +176,20 @@ def _check_refs(found: dict[str, tuple[str, str, dict[str, Any]]], sources: dict
             )
 
 
+def head_server_config(cfg: DictConfig, default_host: str = "127.0.0.1") -> HeadServerConfig:
+    """``head_server`` of the config, validated (a bad or out-of-range port is a :class:`PortError`)."""
+    given = cfg.get("head_server")
+    values = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else {}
+    try:
+        head = HeadServerConfig.model_validate({"host": default_host, **values})  # type: ignore[dict-item]
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PortError(f"head_server.{where}={first.get('input')!r}: {first['msg']}. Example: +head_server.port=11000.") from None
+    check_port("head_server", head.port)
+    return head
+
+
 def _port_is_free(host: str, port: int) -> bool:
     """Whether a server could listen on ``port``. Connections of a stopped server left in
     TIME-WAIT do not count: servers bind with SO_REUSEADDR (uvicorn does), and so does this check."""
@@ -231,9 +245,7 @@ def build_deployment(
     _check_refs(found, sources)
 
     default_host = str(cfg.get("default_host") or "127.0.0.1")
-    head = HeadServerConfig.model_validate(
-        {"host": default_host, **(OmegaConf.to_container(cfg.head_server, resolve=True) if "head_server" in cfg else {})}  # type: ignore[dict-item]
-    )
+    head = head_server_config(cfg, default_host)
     low, high = int(cfg.get("port_range_low", 10001)), int(cfg.get("port_range_high", 20000))
     check_port("head_server", head.port)
     if head.port == 0 and assign_ports:

@@ -20,7 +20,7 @@ def mask_secrets(value: Any, _secret: bool = False) -> Any:
     Scalars in a list under a secret key (``policy_api_key: [sk-1, sk-2]``, one per replica) are
     secret too."""
     if isinstance(value, dict):
-        return {k: mask_secrets(v, is_secret_key(k)) for k, v in value.items()}
+        return {k: mask_secrets(v, _secret or is_secret_key(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_secrets(v, _secret) for v in value]
     return MASK if _secret and value not in (None, "") else value
@@ -31,7 +31,7 @@ def secret_values(value: Any, _secret: bool = False) -> set[str]:
     found: set[str] = set()
     if isinstance(value, dict):
         for k, v in value.items():
-            found |= secret_values(v, is_secret_key(k))
+            found |= secret_values(v, _secret or is_secret_key(k))
     elif isinstance(value, list):
         for v in value:
             found |= secret_values(v, _secret)
