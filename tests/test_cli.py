@@ -26,6 +26,10 @@ COMMANDS = {
     "ng_dump_config": "ngym.cli.dump_config",
     "ng_version": "ngym.cli.version",
     "ng_help": "ngym.cli.help",
+}
+#: every command, for running one (COMMANDS: the ones whose help is checked, concurrently)
+ALL_COMMANDS = {
+    **COMMANDS,
     "ng_viewer": "ngym.cli.viewer",
     "ng_prepare_data": "ngym.cli.prepare_data",
     "ng_reward_profile": "ngym.cli.reward_profile",
@@ -41,7 +45,7 @@ def argv(command: str, *args: str) -> list[str]:
     script = BIN / command
     if script.exists():
         return [str(script), *args]
-    code = f"import sys; sys.argv[0] = {command!r}; from {COMMANDS[command]} import main; main()"
+    code = f"import sys; sys.argv[0] = {command!r}; from {ALL_COMMANDS[command]} import main; main()"
     return [sys.executable, "-c", code, *args]
 
 
