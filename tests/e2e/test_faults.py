@@ -329,7 +329,7 @@ def test_a_corrupt_line_is_set_aside_by_number_and_resume_completes(workdir: Pat
     assert collect(workdir, port, "+num_repeats=2").returncode == 0
     out = workdir / "results/out.jsonl"
     lines = out.read_text().splitlines()
-    bad = lines[3][:40] + lines[9][60:]  # two lines interleaved by two writers
+    bad = lines[3][: len(lines[3]) // 2] + "\x00" + lines[9]  # two writers interleaved (a NUL: never valid JSON)
     lines[3] = bad
     out.write_text("\n".join(lines) + "\n")
     (workdir / "results/out_failures.jsonl").write_text('{"kind": "model_error"}\n')
