@@ -6,13 +6,20 @@ import ipaddress
 import socket
 import sys
 import time
+<<<<<<< HEAD
 from typing import Any
+=======
+from typing import TYPE_CHECKING
+>>>>>>> main
 
 from pydantic import BaseModel, Field
 
 from ngym.cli.common import command_args, entrypoint, load
 from ngym.config.paths import resolve_path
 from ngym.errors import ArgumentError, PortError
+
+if TYPE_CHECKING:
+    from ngym.viewer.index import RunIndex
 
 SUMMARY = """\
 Serve a local web page over a rollouts JSONL file: the rollouts (paged, filtered by environment,
@@ -68,6 +75,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+<<<<<<< HEAD
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
@@ -92,6 +100,9 @@ class LoopbackHostOnly:
 
 
 def _index(path: str, default_env: str | None, what: str):  # -> RunIndex
+=======
+def _index(path: str, default_env: str | None, what: str) -> RunIndex:
+>>>>>>> main
     from ngym.viewer.index import RunIndex
 
     resolved = resolve_path(path)

@@ -12,6 +12,7 @@ materialized row it ran from); what the output file may hold and who may write i
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import math
@@ -27,7 +28,7 @@ import orjson
 from pydantic import BaseModel, Field, ValidationError
 
 from ngym.data.jsonl import iter_jsonl
-from ngym.errors import InputError
+from ngym.errors import FailureKind, InputError, classify_failure
 from ngym.rollout.output import INPUT_FP as INPUT_FP
 from ngym.rollout.output import ROLLOUT_INDEX as ROLLOUT_INDEX
 from ngym.rollout.output import TASK_INDEX as TASK_INDEX
@@ -220,15 +221,7 @@ def task_keys(materialized: Path) -> dict[tuple[str, int], tuple[int, int]]:
     return {(t.fp, t.key[1]): t.key for t in iter_materialized(materialized)}
 
 
-INFRA_KINDS = frozenset({"model_error", "resources_error", "agent_unreachable", "timeout"})
-
-
-def _classify(error: BaseException) -> tuple[str, bool]:
-    if isinstance(error, httpx.TimeoutException | asyncio.TimeoutError):
-        return "timeout", True
-    if isinstance(error, httpx.HTTPError):
-        return "agent_unreachable", True
-    return "agent_crash", False
+INFRA_KINDS = frozenset(kind for kind in FailureKind if kind.infrastructure)
 
 
 async def _post_run(client: ServerClient, task: Task, deadline_s: float) -> Reply:
@@ -255,16 +248,17 @@ def rollout_of(content: bytes) -> tuple[dict[str, Any] | None, str]:
 def _attempt_error(client: ServerClient, task: Task, e: Exception, deadline_s: float) -> dict[str, Any]:
     """A failed attempt as a typed failure: never an exception out of :func:`run_task`."""
     url = client.urls.get(task.agent, "?")
-    if isinstance(e, httpx.HTTPError | asyncio.TimeoutError):
-        kind, retryable = _classify(e)
-        text = f"no answer within the rollout deadline of {deadline_s:g} s" if isinstance(e, asyncio.TimeoutError) else f"{type(e).__name__}: {e}"
-    elif isinstance(e, OSError):  # e.g. EMFILE: too many open files at high concurrency
-        kind, retryable = "agent_unreachable", True
+    kind, retryable = classify_failure(e, FailureKind.AGENT_CRASH)
+    if isinstance(e, TimeoutError):
+        text = f"no answer within the rollout deadline of {deadline_s:g} s"
+    elif isinstance(e, httpx.HTTPError):
         text = f"{type(e).__name__}: {e}"
-        if e.errno == 24:
+    elif isinstance(e, OSError):  # e.g. EMFILE: too many open files at high concurrency
+        kind, retryable = FailureKind.AGENT_UNREACHABLE, True
+        text = f"{type(e).__name__}: {e}"
+        if e.errno == errno.EMFILE:
             text += " (lower +num_samples_in_parallel, or raise `ulimit -n`)"
     else:
-        kind, retryable = "agent_crash", False
         text = f"the collector could not handle the answer: {type(e).__name__}: {e}"
     return {"kind": kind, "error": f"agent {task.agent!r} at {url}: {text}", "retryable": retryable}
 
@@ -289,11 +283,11 @@ async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, dead
                         result[INPUT_FP] = task.fp
                     return Outcome(task, result=result)
                 url = client.urls.get(task.agent, "?")
-                error = {"kind": "agent_crash", "error": f"agent {task.agent!r} at {url} answered HTTP {answer.status_code} "
+                error = {"kind": FailureKind.AGENT_CRASH, "error": f"agent {task.agent!r} at {url} answered HTTP {answer.status_code} "
                          f"with {problem}: not a rollout", "status": answer.status_code, "retryable": False}
             else:
                 error = _error_reply(answer)
-        limit = min(max_attempts, TIMEOUT_ATTEMPTS) if error["kind"] == "timeout" else max_attempts
+        limit = min(max_attempts, TIMEOUT_ATTEMPTS) if error["kind"] == FailureKind.TIMEOUT else max_attempts
         if not error["retryable"] or attempt >= limit:
             break
         await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random()))
@@ -317,8 +311,9 @@ def _error_reply(answer: Reply) -> dict[str, Any]:
         detail = {"error": answer.text[:2000]}
     if not isinstance(detail, dict):
         detail = {"error": str(detail)[:2000]}
-    retryable = bool(detail.get("retryable", answer.status_code in (429, 502, 503, 504)))
-    kind = str(detail.get("kind") or ("bad_input" if answer.status_code == 422 else "agent_crash"))
+    kind, retryable = classify_failure(answer.status_code, FailureKind.AGENT_CRASH)
+    kind = FailureKind.parse(detail.get("kind")) or kind  # the agent said where it failed
+    retryable = bool(detail.get("retryable", retryable))
     message = detail.get("error") or detail.get("detail") or detail
     return {"kind": kind, "error": str(message)[:4000], "status": answer.status_code, "retryable": retryable}
 
@@ -337,7 +332,7 @@ async def run_tasks(
     from ngym.server import local
 
     if concurrency > 256 and any(local.app_for(url) is None for url in client.urls.values()):
-        from ngym.server.base import raise_open_file_limit
+        from ngym.server.process import raise_open_file_limit
 
         limit = raise_open_file_limit()
         if limit < concurrency * 5 // 4 + 64:
