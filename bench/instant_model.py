@@ -16,6 +16,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import cast
 
 import orjson
 from pydantic import ValidationError
@@ -59,8 +60,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.busy = False  # a delayed answer is pending: later requests wait in the buffer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not its subclasses
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
