@@ -181,15 +181,22 @@ class Watched:
         return self.finish(timeout_s)
 
 
-def child_matching(root: int, needle: str) -> int | None:
-    """The first process under ``root`` whose command line contains ``needle``."""
+def model_server_pid(root: int) -> int:
+    """The process serving ``policy_model`` under ``root``: its own process (``NGYM_INSTANCE``), else the
+    process hosting the co-located servers, else ``root`` itself (one-shot co-located)."""
+    hosting = None
     for pid in tree(root):
+        if pid == root:
+            continue
         try:
-            if needle in Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode():
-                return pid
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-    return None
+        if b"NGYM_INSTANCE=policy_model" in environ:
+            return pid
+        if any(e.startswith(b"NGYM_INSTANCES=") and b"policy_model" in e for e in environ):
+            hosting = pid
+    return hosting or root
 
 
 # ---- the workload ----------------------------------------------------------------------------
@@ -344,14 +351,9 @@ def one_run(
         ready_s = collector.wait_ready(180)
         root_for_spy = collector.proc.pid
     if args.py_spy and run == 1:
-        needle = "openai_model" if mode == "per_server" and args.model == "openai_model" else (
-            "vllm_model" if mode == "per_server" else "")
-        pid = child_matching(root_for_spy, needle) if needle else (
-            child_matching(root_for_spy, "ngym.server.host") or root_for_spy)
-        if pid is not None:
-            profile = Path(args.py_spy) / f"{tag}.txt"
-            profile.parent.mkdir(parents=True, exist_ok=True)
-            spy = start_py_spy(pid, profile, args.py_spy_seconds)
+        profile = Path(args.py_spy) / f"{tag}.txt"
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        spy = start_py_spy(model_server_pid(root_for_spy), profile, args.py_spy_seconds)
     collect_wall, collect_cpu = collector.finish(args.timeout_s)
     if ng_run is not None:
         _, run_cpu = ng_run.stop()
