@@ -37,6 +37,7 @@ class Policy:
         self.model = model
         self.delay_s = delay_s
         self.calls = 0
+        self.connections = 0
 
     def answer(self, method: bytes, path: bytes, body: bytes) -> tuple[int, bytes]:
         if method == b"POST" and path == b"/v1/responses":
@@ -48,7 +49,7 @@ class Policy:
         if method == b"GET" and path == b"/v1/models":
             return 200, orjson.dumps({"object": "list", "data": [{"id": self.model, "object": "model"}]})
         if method == b"GET" and path in (b"/", b"/stats"):
-            return 200, orjson.dumps({"calls": self.calls, "pid": os.getpid()})
+            return 200, orjson.dumps({"calls": self.calls, "connections": self.connections, "pid": os.getpid()})
         return 404, orjson.dumps({"error": {"message": f"no route {method.decode()} {path.decode()}"}})
 
 
@@ -61,6 +62,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not its subclasses
+        self.policy.connections += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

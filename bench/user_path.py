@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -309,6 +310,16 @@ def bin_path(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
+def model_stats(url: str) -> dict[str, int]:
+    """The instant model's counters (calls answered, connections accepted); empty for another server."""
+    try:
+        with urllib.request.urlopen(url.removesuffix("/v1") + "/stats", timeout=10) as answer:
+            stats: dict[str, int] = json.loads(answer.read())
+            return stats
+    except (OSError, ValueError):
+        return {}
+
+
 def one_run(
     args: argparse.Namespace, tree_: Tree, mode: str, run: int, model_url: str, model_pid: int, work: Path
 ) -> dict[str, Any]:
@@ -329,6 +340,7 @@ def one_run(
     ]
     env = command_env(tree_)
     model_cpu0 = cpu_s(model_pid)
+    stats0 = model_stats(model_url)
     load0 = os.getloadavg()[0]
     profile = None
     spy = None
@@ -366,6 +378,7 @@ def one_run(
         e2e_s = collect_wall
         launch = collector
     model_cpu = cpu_s(model_pid) - model_cpu0
+    stats1 = model_stats(model_url)
     if spy is not None:
         spy.wait(args.py_spy_seconds + 30)
     text = "".join(collector.lines)
@@ -390,6 +403,8 @@ def one_run(
         "collect_rollouts_per_s": round(n / float(written.group(2)), 1) if written and float(written.group(2)) else None,
         "ngym_cpu_ms_per_rollout": round(1000 * (collect_cpu + run_cpu) / n, 3) if n else None,
         "model_cpu_ms_per_rollout": round(1000 * model_cpu / n, 3) if n else None,
+        "model_calls": stats1.get("calls", 0) - stats0.get("calls", 0) if stats1 else None,
+        "model_connections": stats1.get("connections", 0) - stats0.get("connections", 0) if stats1 else None,
         "peak_rss_mb": round(peak / 2**20),
         "processes": len(launch.pids),
         "load_before": round(load0, 2),
