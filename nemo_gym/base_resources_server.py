@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from ngym.config.schema import ServerConfig
-from ngym.interop.nemo import PydanticResourcesServer, ServerClient
+from ngym.interop.nemo import PydanticResourcesServer
 from ngym.wire.responses import ResponseCreateParams
 from nemo_gym.openai_utils import NeMoGymResponse, NeMoGymResponseCreateParamsNonStreaming
 
@@ -58,7 +58,6 @@ class SimpleResourcesServer(PydanticResourcesServer):
     ``setup_webserver`` (call ``super().setup_webserver()`` first)."""
 
     config: BaseResourcesServerConfig
-    server_client: ServerClient
 
     async def seed_session(self, body: BaseSeedSessionRequest) -> BaseSeedSessionResponse:  # type: ignore[override]
         return BaseSeedSessionResponse()

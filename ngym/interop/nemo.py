@@ -38,7 +38,7 @@ from fastapi.responses import Response as HTTPResponse
 from fastapi.routing import APIRoute
 from multidict import CIMultiDict, CIMultiDictProxy
 from omegaconf import DictConfig
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from yarl import URL
 
 from ngym.config.schema import HeadServerConfig, ServerConfig
@@ -225,6 +225,14 @@ class PydanticResourcesServer(BaseModel, ResourcesServer):
     server_client: ngym_client.ServerClient
 
     __hash__ = object.__hash__  # bound methods (routes) of a model must stay hashable
+
+    @field_validator("server_client", mode="before")
+    @classmethod
+    def _aio_replies(cls, value: Any) -> Any:
+        """An ngym client given by ngym's tooling becomes one answering aiohttp-style replies."""
+        if type(value) is ngym_client.ServerClient:
+            return ServerClient(value.urls, value._http, config=value.config, timeout_s=value.timeout_s)
+        return value
 
     def __getattr__(self, name: str) -> Any:
         try:
