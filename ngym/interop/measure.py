@@ -173,6 +173,25 @@ def replay_row(http: httpx.Client, base: str, row: dict[str, Any]) -> tuple[floa
     return (float(reward) if isinstance(reward, int | float) else None), ""
 
 
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def recorded_rows(env_dir: Path) -> list[dict[str, Any]]:
+    """``data/example_rollouts.jsonl``, each row joined with the ``data/example.jsonl`` row of the same
+    prompt: the reference's recorded rows drop the task fields their verifiers read (its verify
+    response models do not keep them), so the task fields come from the input row; recorded keys win."""
+    inputs = {json.dumps(row.get("responses_create_params", {}).get("input"), sort_keys=True): row
+              for row in _jsonl(env_dir / "data" / "example.jsonl")}
+    out = []
+    for row in _jsonl(env_dir / "data" / "example_rollouts.jsonl"):
+        task = inputs.get(json.dumps(row.get("responses_create_params", {}).get("input"), sort_keys=True), {})
+        out.append({**task, **row})
+    return out
+
+
 def tail(text: str, lines: int = 6) -> str:
     kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
     return " | ".join(kept)[-700:]
@@ -204,8 +223,7 @@ def serve_and_replay(result: Result, repo: Path, env_dir: Path, start_timeout_s:
             result.serve_error = f"{problem}: {tail(log_path.read_text(errors='replace'))}"
             return
         result.serves = True
-        rollouts = env_dir / "data" / "example_rollouts.jsonl"
-        rows = [json.loads(line) for line in rollouts.read_text().splitlines() if line.strip()] if rollouts.is_file() else []
+        rows = recorded_rows(env_dir)
         result.rows = len(rows)
         with httpx.Client(timeout=120, trust_env=False) as http:
             for i, row in enumerate(rows):

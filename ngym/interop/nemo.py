@@ -39,6 +39,7 @@ from fastapi.routing import APIRoute
 from multidict import CIMultiDict, CIMultiDictProxy
 from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yarl import URL
 
 from ngym.config.schema import HeadServerConfig, ServerConfig
@@ -46,6 +47,8 @@ from ngym.env.resources import ResourcesServer
 from ngym.errors import ConfigError, RolloutError
 from ngym.server import client as ngym_client
 from ngym.server.base import section_of
+from ngym.server.fastpath import FastPathApp
+from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, SessionMiddleware
 from ngym.wire.responses import Message, OutputText, Response
 
 # ---- replies ---------------------------------------------------------------------------------
@@ -262,12 +265,54 @@ class PydanticResourcesServer(BaseModel, ResourcesServer):
         return cls(config=config, server_client=ServerClient.from_config(global_config))
 
     def setup_webserver(self) -> FastAPI:
+        """The routes; called alone (as the reference's tests do, ``TestClient(server.setup_webserver())``)
+        the app also carries the session middleware, which :meth:`build_app` adds otherwise."""
         app = super().setup_webserver()
         for route in list(app.router.routes):
             if isinstance(route, APIRoute) and route.path == "/verify":
                 app.router.routes.remove(route)
         app.post("/verify")(guarded_verify(self, self.verify))
+        if not _building.get():
+            cookie_name = f"{type(self).__name__}___{self.config.name}"
+            app.add_middleware(SessionMiddleware, cookie_name=cookie_name)
+            app.add_middleware(ResendSessionCookie, cookie_name=cookie_name)
         return app
+
+    def build_app(self) -> FastPathApp:
+        token = _building.set(True)
+        try:
+            return super().build_app()
+        finally:
+            _building.reset(token)
+
+
+#: True while :meth:`PydanticResourcesServer.build_app` runs (it adds the session middleware itself)
+_building: contextvars.ContextVar[bool] = contextvars.ContextVar("ngym_building_app", default=False)
+
+
+class ResendSessionCookie:
+    """The reference's cookie habit, for an app built by ``setup_webserver()`` alone: every response
+    carries the session cookie (ngym's servers set it once per session)."""
+
+    def __init__(self, app: ASGIApp, cookie_name: str) -> None:
+        self.app = app
+        self.cookie = SessionCookie(cookie_name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start" and "session" in scope:
+                headers = list(message.get("headers", []))
+                prefix = f"{self.cookie.name}=".encode("latin-1")
+                if not any(k == b"set-cookie" and v.startswith(prefix) for k, v in headers):
+                    headers.append((b"set-cookie", self.cookie.header(scope["session"][SESSION_ID_KEY])))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
 
 
 REQUEST_PARAM = "ngym_raw_request"
