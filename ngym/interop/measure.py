@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import os
 import shutil
 import signal
@@ -176,20 +177,37 @@ def replay_row(http: httpx.Client, base: str, row: dict[str, Any]) -> tuple[floa
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    # the reference ships some files of "<PLACEHOLDER ROW>" lines: no recorded rows to replay
+    return [json.loads(line) for line in path.read_text().splitlines() if line.lstrip().startswith("{")]
 
 
 def recorded_rows(env_dir: Path) -> list[dict[str, Any]]:
     """``data/example_rollouts.jsonl``, each row joined with the ``data/example.jsonl`` row of the same
     prompt: the reference's recorded rows drop the task fields their verifiers read (its verify
     response models do not keep them), so the task fields come from the input row; recorded keys win."""
-    inputs = {json.dumps(row.get("responses_create_params", {}).get("input"), sort_keys=True): row
-              for row in _jsonl(env_dir / "data" / "example.jsonl")}
-    out = []
-    for row in _jsonl(env_dir / "data" / "example_rollouts.jsonl"):
-        task = inputs.get(json.dumps(row.get("responses_create_params", {}).get("input"), sort_keys=True), {})
-        out.append({**task, **row})
-    return out
+    inputs = {_prompt_key(row): row for row in _jsonl(env_dir / "data" / "example.jsonl")}
+    return [{**inputs.get(_prompt_key(row), {}), **row} for row in _jsonl(env_dir / "data" / "example_rollouts.jsonl")]
+
+
+def _prompt_key(row: dict[str, Any]) -> str:
+    """A row's prompt, as written and as the reference records it (``type: message``, ids and nulls added)."""
+    prompt = (row.get("responses_create_params") or {}).get("input")
+    if isinstance(prompt, list):
+        prompt = [
+            {k: v for k, v in item.items() if v is not None and k not in ("id", "status") and (k, v) != ("type", "message")}
+            if isinstance(item, dict) else item
+            for item in prompt
+        ]
+    return json.dumps(prompt, sort_keys=True)
+
+
+_EXCEPTION = re.compile(r"^\s*(?:\(\S+\)\s*)?([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b:?.*)$")
+
+
+def reason(text: str) -> str:
+    """The last exception line in a log (``ModuleNotFoundError: No module named 'x'``), else its tail."""
+    found = [m.group(1) for line in text.splitlines() if (m := _EXCEPTION.match(line))]
+    return found[-1][:400] if found else tail(text)
 
 
 def tail(text: str, lines: int = 6) -> str:
@@ -220,7 +238,7 @@ def serve_and_replay(result: Result, repo: Path, env_dir: Path, start_timeout_s:
     try:
         problem = wait_healthy(f"http://127.0.0.1:{port}/", proc, start_timeout_s)
         if problem:
-            result.serve_error = f"{problem}: {tail(log_path.read_text(errors='replace'))}"
+            result.serve_error = f"{problem}: {reason(log_path.read_text(errors='replace'))}"
             return
         result.serves = True
         rows = recorded_rows(env_dir)
@@ -263,8 +281,10 @@ def run_tests(result: Result, repo: Path, env_dir: Path, timeout_s: float) -> No
     result.tests = "passed" if done.returncode == 0 else "failed"
     if done.returncode != 0:
         out = done.stdout + done.stderr
-        summary = [line for line in out.splitlines() if " passed" in line or " failed" in line or "error" in line.lower()]
-        result.tests_detail = tail("\n".join(summary[-4:]) or out, 4)
+        counts = [line for line in out.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
+        failed = [line for line in out.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+        problems = [line for line in out.splitlines() if line.strip().startswith("- ")]
+        result.tests_detail = " | ".join([*counts[-1:], *failed[:2], *problems[-2:]])[:600] or reason(out)
 
 
 def measure(env_dirs: list[Path], *, tests: bool = True, start_timeout_s: float = 90, test_timeout_s: float = 600) -> list[Result]:
