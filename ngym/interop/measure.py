@@ -155,6 +155,7 @@ def _parsed(text: str) -> Any:
 def replay_row(http: httpx.Client, base: str, row: dict[str, Any]) -> tuple[float | None, str]:
     """Seed, replay the recorded tool calls, verify the recorded row as is: (reward, problem)."""
     cookies: dict[str, str] = {}
+    http.cookies.clear()  # one episode's session cookie must not leak into the next
 
     def post(path: str, body: Any) -> httpx.Response:
         answer = http.post(base + path, json=body, cookies=cookies)
