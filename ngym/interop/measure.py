@@ -114,6 +114,7 @@ def serve_config(config_path: Path, port: int) -> tuple[dict[str, Any], list[str
         return out, resources
     ((impl, settings),) = out[resources[0]]["resources_servers"].items()
     out[resources[0]] = {"resources_servers": {impl: {**settings, "host": "127.0.0.1", "port": port}}}
+    out["head_server"] = {"host": "127.0.0.1", "port": free_port()}  # beside any other deployment on 11000
     models: set[str] = set()
     _model_refs({k: out[k] for k in resources}, models)
     for model in sorted(models - set(out)):
