@@ -52,6 +52,7 @@ class Result:
     mismatches: list[str] = field(default_factory=list)
     tests: str = "not run"  # passed | failed | none | not run
     tests_detail: str = ""
+    conformance: str = "not run"  # ngym's conformance check (ng_test's second half): ok, or its problems
 
     @property
     def blocker(self) -> str:
@@ -280,13 +281,15 @@ def run_tests(result: Result, repo: Path, env_dir: Path, timeout_s: float) -> No
     except subprocess.TimeoutExpired:
         result.tests, result.tests_detail = "failed", f"ng_test ran past {timeout_s:g} s"
         return
-    result.tests = "passed" if done.returncode == 0 else "failed"
-    if done.returncode != 0:
-        out = done.stdout + done.stderr
+    out = done.stdout + done.stderr
+    problems = [line.strip()[2:] for line in done.stderr.splitlines() if line.startswith("  - ")]
+    own = [p for p in problems if p.startswith(("tests failed", "pytest collected no tests", "no tests"))]
+    result.conformance = "; ".join(p for p in problems if p not in own)[:300] or "ok"
+    result.tests = "failed" if own or (done.returncode != 0 and not problems) else "passed"
+    if result.tests == "failed":
         counts = [line for line in out.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
         failed = [line for line in out.splitlines() if line.startswith(("FAILED ", "ERROR "))]
-        problems = [line for line in out.splitlines() if line.strip().startswith("- ")]
-        result.tests_detail = " | ".join([*counts[-1:], *failed[:2], *problems[-2:]])[:600] or reason(out)
+        result.tests_detail = " | ".join([*counts[-1:], *failed[:2], *own])[:600] or reason(out)
 
 
 def measure(env_dirs: list[Path], *, tests: bool = True, start_timeout_s: float = 90, test_timeout_s: float = 600) -> list[Result]:
