@@ -101,7 +101,7 @@ def _model_refs(node: Any, found: set[str]) -> None:
             _model_refs(value, found)
 
 
-def serve_config(config_path: Path, port: int) -> tuple[dict[str, Any], list[str]]:
+def serve_config(config_path: Path, port: int, recorded: Path | None = None) -> tuple[dict[str, Any], list[str]]:
     """The config ``ng_run`` gets: the folder's resources server instances (first on ``port``) and a
     stand-in model server for every model they reference; and the resources instance names."""
     loaded = yaml.safe_load(config_path.read_text()) or {}
@@ -119,17 +119,81 @@ def serve_config(config_path: Path, port: int) -> tuple[dict[str, Any], list[str
     models: set[str] = set()
     _model_refs({k: out[k] for k in resources}, models)
     for model in sorted(models - set(out)):
-        out[model] = {
-            "responses_api_models": {
-                "openai_model": {
-                    "entrypoint": "app.py",
-                    "openai_base_url": "http://127.0.0.1:9/v1",
-                    "openai_api_key": "not-used",
-                    "openai_model": "not-used",
+        if recorded is not None:
+            out[model] = {"responses_api_models": {"replay_model": {"entrypoint": "app.py", "recorded": str(recorded)}}}
+        else:
+            out[model] = {
+                "responses_api_models": {
+                    "openai_model": {
+                        "entrypoint": "app.py",
+                        "openai_base_url": "http://127.0.0.1:9/v1",
+                        "openai_api_key": "not-used",
+                        "openai_model": "not-used",
+                    }
                 }
             }
-        }
     return out, resources
+
+
+#: the stand-in model server: answers each ``/v1/responses`` call with the response recorded for the
+#: same input (a judge's answers are recorded in rows as ``{responses_create_params, response}``)
+REPLAY_MODEL_APP = '''"""replay_model (written by ngym.interop.measure): recorded answers for recorded requests."""
+
+import json
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from ngym.config.schema import ServerConfig
+from ngym.interop.measure import prompt_key
+from ngym.server.base import Server
+
+
+class ReplayModelConfig(ServerConfig):
+    recorded: str
+
+
+class ReplayModel(Server[ReplayModelConfig]):
+    config: ReplayModelConfig
+    server_type = "responses_api_models"
+
+    def setup_webserver(self) -> FastAPI:
+        app = super().setup_webserver()
+        with open(self.config.recorded) as f:
+            answers = {key: response for key, response in json.load(f)}
+
+        @app.post("/v1/responses")
+        async def responses(body: dict) -> JSONResponse:
+            found = answers.get(prompt_key({"responses_create_params": body}))
+            if found is None:
+                return JSONResponse({"error": "no recorded answer for this request"}, status_code=404)
+            return JSONResponse(found)
+
+        return app
+
+
+if __name__ == "__main__":
+    ReplayModel.run_webserver()
+'''
+
+
+def recorded_model_calls(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(request key, response) of every model call recorded inside rows (a judge's, for example)."""
+    found: list[tuple[str, Any]] = []
+
+    def walk(node: Any, top: bool) -> None:
+        if isinstance(node, dict):
+            if not top and isinstance(node.get("responses_create_params"), dict) and isinstance(node.get("response"), dict):
+                found.append((prompt_key(node), node["response"]))
+            for value in node.values():
+                walk(value, False)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, False)
+
+    for row in rows:
+        walk(row, True)
+    return found
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> str:
@@ -188,11 +252,11 @@ def recorded_rows(env_dir: Path) -> list[dict[str, Any]]:
     """``data/example_rollouts.jsonl``, each row joined with the ``data/example.jsonl`` row of the same
     prompt: the reference's recorded rows drop the task fields their verifiers read (its verify
     response models do not keep them), so the task fields come from the input row; recorded keys win."""
-    inputs = {_prompt_key(row): row for row in _jsonl(env_dir / "data" / "example.jsonl")}
-    return [{**inputs.get(_prompt_key(row), {}), **row} for row in _jsonl(env_dir / "data" / "example_rollouts.jsonl")]
+    inputs = {prompt_key(row): row for row in _jsonl(env_dir / "data" / "example.jsonl")}
+    return [{**inputs.get(prompt_key(row), {}), **row} for row in _jsonl(env_dir / "data" / "example_rollouts.jsonl")]
 
 
-def _prompt_key(row: dict[str, Any]) -> str:
+def prompt_key(row: dict[str, Any]) -> str:
     """A row's prompt, as written and as the reference records it (``type: message``, ids and nulls added)."""
     prompt = (row.get("responses_create_params") or {}).get("input")
     if isinstance(prompt, list):
@@ -225,7 +289,13 @@ def serve_and_replay(result: Result, repo: Path, env_dir: Path, start_timeout_s:
         return
     result.config = config.name
     port = free_port()
-    cfg, resources = serve_config(config, port)
+    rows = recorded_rows(env_dir)
+    recorded = repo / f"_measure_{env_dir.name}_model_calls.json"
+    recorded.write_text(json.dumps(recorded_model_calls(rows)))
+    replay_app = repo / "responses_api_models" / "replay_model" / "app.py"
+    replay_app.parent.mkdir(parents=True, exist_ok=True)
+    replay_app.write_text(REPLAY_MODEL_APP)
+    cfg, resources = serve_config(config, port, recorded)
     if not resources:
         result.serve_error = f"{config.name} declares no resources server"
         return
@@ -244,7 +314,6 @@ def serve_and_replay(result: Result, repo: Path, env_dir: Path, start_timeout_s:
             result.serve_error = f"{problem}: {reason(log_path.read_text(errors='replace'))}"
             return
         result.serves = True
-        rows = recorded_rows(env_dir)
         result.rows = len(rows)
         with httpx.Client(timeout=120, trust_env=False) as http:
             for i, row in enumerate(rows):

@@ -33,7 +33,8 @@ from typing import Any
 
 import aiohttp
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response as HTTPResponse
 from fastapi.routing import APIRoute
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -315,25 +316,39 @@ class ResendSessionCookie:
         await self.app(scope, receive, send_with_cookie)
 
 
-REQUEST_PARAM = "ngym_raw_request"
-
-
 def guarded_verify(server: PydanticResourcesServer, handler: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """``handler`` (the environment's ``verify``) as a route with the same body and ``Request``
-    parameters, which (1) answers a typed ``verifier_error`` when the handler read an attribute of
-    the server that was never set, and (2) puts the row's undeclared keys back into the answer."""
+    """``handler`` (the environment's ``verify``) as a route that
+
+    1. drops from the row the keys only the verify *response* declares (``reward``, a judge's
+       evaluations...): outputs of an earlier verification are not inputs, and
+       ``VerifyResponse(**body.model_dump(), reward=...)`` must not meet them twice — even when the
+       request model keeps unknown keys (``extra="allow"``);
+    2. answers a typed ``verifier_error`` when the handler read an attribute of the server that was
+       never set;
+    3. puts the row's keys the models do not declare back into the answer (ngym keeps task fields).
+    """
     signature = inspect.signature(handler)
     hints = typing.get_type_hints(handler)
-    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
-    request_name = next((p.name for p in params if p.annotation is Request), None)
-    if request_name is None:
-        params.append(inspect.Parameter(REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request))
+    body_name, body_type = next(
+        ((name, t) for name, t in hints.items() if isinstance(t, type) and issubclass(t, BaseModel)), (None, None)
+    )
+    request_name = next((name for name, t in hints.items() if t is Request), None)
+    if body_name is None or body_type is None:
+        raise TypeError(f"{type(server).__name__}.verify must take its body as a pydantic model (got {signature})")
     declared = hints.get("return")
     response_fields = set(declared.model_fields) if isinstance(declared, type) and issubclass(declared, BaseModel) else set()
+    outputs_only = response_fields - set(body_type.model_fields)
     owner = type(server).__name__
 
-    async def verify(**kwargs: Any) -> HTTPResponse:
-        request: Request = kwargs[request_name] if request_name else kwargs.pop(REQUEST_PARAM)
+    async def verify(ngym_row: dict[str, Any], ngym_request: Request) -> HTTPResponse:
+        row = {k: v for k, v in ngym_row.items() if k not in outputs_only}
+        try:
+            body = body_type.model_validate(row)
+        except ValidationError as e:
+            raise HTTPException(422, detail=jsonable_encoder(e.errors(include_url=False))) from None
+        kwargs: dict[str, Any] = {body_name: body}
+        if request_name is not None:
+            kwargs[request_name] = ngym_request
         reads: list[str] = []
         token = _missing_reads.set(reads)
         try:
@@ -347,16 +362,11 @@ def guarded_verify(server: PydanticResourcesServer, handler: Callable[..., Await
         if reads:
             raise _never_set(server, owner, reads, getattr(result, "reward", None))
         payload = result.model_dump(mode="json", exclude_none=True) if isinstance(result, BaseModel) else dict(result)
-        row = orjson.loads(await request.body() or b"{}")
-        if isinstance(row, dict):
-            for key, value in row.items():
-                if key not in payload and key not in response_fields:
-                    payload[key] = value
+        for key, value in row.items():
+            if key not in payload and key not in response_fields:
+                payload[key] = value
         return HTTPResponse(orjson.dumps(payload), media_type="application/json")
 
-    verify.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=params, return_annotation=inspect.Signature.empty
-    )
     verify.__name__ = f"{owner}.verify"
     return verify
 

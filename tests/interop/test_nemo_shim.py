@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from fastapi import FastAPI
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from ngym.devkit.testing.asgi import RouterTransport
 from ngym.server.client import Reply, make_http_client, response_cookies
@@ -180,10 +180,27 @@ async def test_verify_response_from_model_dump_on_rows_with_extra_keys() -> None
         async def verify(self, body: BaseVerifyRequest) -> BaseVerifyResponse:
             return BaseVerifyResponse(**body.model_dump(), reward=0.5)
 
-    client = deploy({"env": make(Echo)})
-    row = {"responses_create_params": {"input": "q"}, "response": {"output": []}, "reward": 1.0, "task": 7}
-    got = await (await client.post("env", "/verify", json=row)).json()
-    assert got["reward"] == 0.5 and got["task"] == 7
+    class OpenRequest(BaseVerifyRequest):
+        model_config = ConfigDict(extra="allow")  # the request keeps unknown keys: `reward` too, unless dropped
+
+    class Scored(BaseVerifyResponse):
+        verdict: str
+
+    class OpenEcho(SimpleResourcesServer):
+        config: BaseResourcesServerConfig
+
+        async def verify(self, body: OpenRequest) -> Scored:
+            return Scored(**body.model_dump(), reward=0.25, verdict="fresh")
+
+    row = {"responses_create_params": {"input": "q"}, "response": {"output": []}, "reward": 1.0, "task": 7, "verdict": "stale"}
+    for server, reward in ((make(Echo), 0.5), (make(OpenEcho), 0.25)):
+        client = deploy({"env": server})
+        got = await (await client.post("env", "/verify", json=row)).json()
+        assert got["reward"] == reward and got["task"] == 7
+    assert got["verdict"] == "fresh"
+    # a row that does not fit the environment's request model is a 422 naming the field
+    answer = await client.post("env", "/verify", json={"response": {"output": []}})
+    assert answer.status == 422 and "responses_create_params" in await answer.text()
 
 
 async def test_judge_through_the_server_client() -> None:
