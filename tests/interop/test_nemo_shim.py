@@ -17,7 +17,12 @@ from pydantic import ConfigDict, ValidationError
 
 from ngym.devkit.testing.asgi import RouterTransport
 from ngym.server.client import Reply, make_http_client, response_cookies
-from nemo_gym.base_resources_server import BaseResourcesServerConfig, BaseVerifyRequest, BaseVerifyResponse
+from nemo_gym.base_resources_server import (
+    BaseResourcesServerConfig,
+    BaseVerifyRequest,
+    BaseVerifyResponse,
+    SimpleResourcesServer,
+)
 from nemo_gym.config_types import ModelServerRef
 from nemo_gym.openai_utils import NeMoGymResponse, NeMoGymResponseOutputMessage, NeMoGymResponseOutputText
 from nemo_gym.server_utils import AioReply, ServerClient, get_response_json, raise_for_status
@@ -171,26 +176,27 @@ async def test_probing_attributes_outside_verify_is_not_recorded() -> None:
     assert (await client.post("env", "/verify", json=rows("ref_math")[0])).status == 200
 
 
-async def test_verify_response_from_model_dump_on_rows_with_extra_keys() -> None:
-    from nemo_gym.base_resources_server import SimpleResourcesServer
+class OpenRequest(BaseVerifyRequest):
+    model_config = ConfigDict(extra="allow")  # the request keeps unknown keys: `reward` too, unless dropped
 
+
+class Scored(BaseVerifyResponse):
+    verdict: str
+
+
+class OpenEcho(SimpleResourcesServer):
+    config: BaseResourcesServerConfig
+
+    async def verify(self, body: OpenRequest) -> Scored:  # type: ignore[override]
+        return Scored(**body.model_dump(), reward=0.25, verdict="fresh")
+
+
+async def test_verify_response_from_model_dump_on_rows_with_extra_keys() -> None:
     class Echo(SimpleResourcesServer):
         config: BaseResourcesServerConfig
 
         async def verify(self, body: BaseVerifyRequest) -> BaseVerifyResponse:
             return BaseVerifyResponse(**body.model_dump(), reward=0.5)
-
-    class OpenRequest(BaseVerifyRequest):
-        model_config = ConfigDict(extra="allow")  # the request keeps unknown keys: `reward` too, unless dropped
-
-    class Scored(BaseVerifyResponse):
-        verdict: str
-
-    class OpenEcho(SimpleResourcesServer):
-        config: BaseResourcesServerConfig
-
-        async def verify(self, body: OpenRequest) -> Scored:
-            return Scored(**body.model_dump(), reward=0.25, verdict="fresh")
 
     row = {"responses_create_params": {"input": "q"}, "response": {"output": []}, "reward": 1.0, "task": 7, "verdict": "stale"}
     for server, reward in ((make(Echo), 0.5), (make(OpenEcho), 0.25)):
