@@ -87,7 +87,8 @@ def free_port() -> int:
 def pick_config(env_dir: Path) -> Path | None:
     configs = sorted((env_dir / "configs").glob("*.yaml"))
     preferred = [c for c in configs if c.stem == env_dir.name]
-    return (preferred or configs or [None])[0]
+    chosen = preferred or configs
+    return chosen[0] if chosen else None
 
 
 def _model_refs(node: Any, found: set[str]) -> None:
@@ -321,11 +322,11 @@ def serve_and_replay(result: Result, repo: Path, env_dir: Path, start_timeout_s:
                     reward, problem = replay_row(http, f"http://127.0.0.1:{port}", row)
                 except httpx.HTTPError as e:
                     reward, problem = None, f"{type(e).__name__}: {e}"
-                recorded = row.get("reward")
-                if reward is not None and isinstance(recorded, int | float) and math.isclose(reward, recorded, abs_tol=1e-6):
+                expected = row.get("reward")
+                if reward is not None and isinstance(expected, int | float) and math.isclose(reward, expected, abs_tol=1e-6):
                     result.reproduced += 1
                 elif len(result.mismatches) < 3:
-                    result.mismatches.append(problem or f"row {i}: reward {reward} (recorded {recorded})")
+                    result.mismatches.append(problem or f"row {i}: reward {reward} (recorded {expected})")
     finally:
         try:
             os.killpg(proc.pid, signal.SIGINT)

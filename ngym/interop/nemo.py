@@ -40,7 +40,8 @@ from fastapi.routing import APIRoute
 from multidict import CIMultiDict, CIMultiDictProxy
 from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
 from yarl import URL
 
 from ngym.config.schema import HeadServerConfig, ServerConfig
@@ -150,7 +151,7 @@ class ServerClient(ngym_client.ServerClient):
     def from_config(cls, config: DictConfig, http: Any = None) -> ServerClient:
         return cls(None, http, config=config)
 
-    async def request(  # type: ignore[override]  # the reference's signature
+    async def request(  # the reference's signature (server_name, url_path, method)
         self, server_name: str, url_path: str, method: str, json: Any = None, cookies: Any = None,
         timeout: Any = None, **_: Any,
     ) -> AioReply:
@@ -202,7 +203,7 @@ class NeMoGymResponse(Response):
     """ngym's :class:`~ngym.wire.responses.Response` whose ``output_text`` reads as the openai SDK's
     property (the ``output_text`` parts of every output message, concatenated)."""
 
-    @property  # type: ignore[override]  # a property where ngym has a method: both readings work
+    @property  # a property where ngym has a method: both readings work (CallableText)
     def output_text(self) -> CallableText:
         texts = [
             part.text
@@ -225,7 +226,7 @@ class PydanticResourcesServer(BaseModel, ResourcesServer):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    config: ServerConfig
+    config: ServerConfig  # type: ignore[assignment]  # the reference's configs need no domain in tests
     server_client: ngym_client.ServerClient
 
     __hash__ = object.__hash__  # bound methods (routes) of a model must stay hashable
@@ -304,7 +305,7 @@ class ResendSessionCookie:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_cookie(message: Message) -> None:
+        async def send_with_cookie(message: ASGIMessage) -> None:
             if message["type"] == "http.response.start" and "session" in scope:
                 headers = list(message.get("headers", []))
                 prefix = f"{self.cookie.name}=".encode("latin-1")

@@ -30,7 +30,8 @@ from typing import Any, Protocol
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ngym.env.resources import ResourcesServer, ResourcesServerConfig, SeedSessionRequest, VerifyRequest, VerifyResponse
+from ngym.env.resources import ResourcesServer, ResourcesServerConfig
+from ngym.wire.rows import SeedSessionRequest, VerifyRequest, VerifyResponse
 from ngym.errors import InputError, RolloutError
 from ngym.server.sessions import SessionStore, session_id
 
@@ -145,7 +146,7 @@ class GymnasiumGame:
                 f"actions can be parsed from the model's words."
             )
         probe.close()
-        self.env = gymnasium.make(self.env_id, **({} if text_obs else {"render_mode": "ansi"}))
+        self.env = gymnasium.make(self.env_id) if text_obs else gymnasium.make(self.env_id, render_mode="ansi")
         observation, _ = self.env.reset(seed=self.seed)
         return self._text(observation)
 
