@@ -57,9 +57,9 @@ def load_taskset(spec: str, config: dict[str, Any] | None = None) -> Any:
     except (ImportError, AttributeError) as e:
         raise UnsupportedTaskset(f"taskset {spec!r} cannot be imported: {type(e).__name__}: {e}") from None
     if isinstance(found, type) and issubclass(found, vf.Taskset):
-        config_type = inspect.signature(found.__init__).parameters.get("config")
-        annotation = getattr(config_type, "annotation", None)
-        config_cls = annotation if isinstance(annotation, type) else vf.TasksetConfig
+        from verifiers.v1.utils.generic import concrete_type
+
+        config_cls = concrete_type(found, vf.TasksetConfig) or vf.TasksetConfig  # the class's own config type
         return found(config_cls(**(config or {})))
     if callable(found) and not isinstance(found, vf.Taskset):
         found = found(**(config or {}))
