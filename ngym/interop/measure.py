@@ -49,6 +49,8 @@ class Result:
     serve_error: str = ""
     rows: int = 0
     reproduced: int = 0
+    positive: int = 0  # rows recorded with a reward > 0
+    positive_reproduced: int = 0  # of those, reproduced (a zero also "reproduces" when a verifier cannot run)
     mismatches: list[str] = field(default_factory=list)
     tests: str = "not run"  # passed | failed | none | not run
     tests_detail: str = ""
@@ -254,7 +256,8 @@ def recorded_rows(env_dir: Path) -> list[dict[str, Any]]:
     prompt: the reference's recorded rows drop the task fields their verifiers read (its verify
     response models do not keep them), so the task fields come from the input row; recorded keys win."""
     inputs = {prompt_key(row): row for row in _jsonl(env_dir / "data" / "example.jsonl")}
-    return [{**inputs.get(prompt_key(row), {}), **row} for row in _jsonl(env_dir / "data" / "example_rollouts.jsonl")]
+    recorded = [row for row in _jsonl(env_dir / "data" / "example_rollouts.jsonl") if "response" in row and "reward" in row]
+    return [{**inputs.get(prompt_key(row), {}), **row} for row in recorded]
 
 
 def prompt_key(row: dict[str, Any]) -> str:
@@ -323,8 +326,11 @@ def serve_and_replay(result: Result, repo: Path, env_dir: Path, start_timeout_s:
                 except httpx.HTTPError as e:
                     reward, problem = None, f"{type(e).__name__}: {e}"
                 expected = row.get("reward")
+                positive = isinstance(expected, int | float) and expected > 0
+                result.positive += positive
                 if reward is not None and isinstance(expected, int | float) and math.isclose(reward, expected, abs_tol=1e-6):
                     result.reproduced += 1
+                    result.positive_reproduced += positive
                 elif len(result.mismatches) < 3:
                     result.mismatches.append(problem or f"row {i}: reward {reward} (recorded {expected})")
     finally:
@@ -385,21 +391,18 @@ def measure(env_dirs: list[Path], *, tests: bool = True, start_timeout_s: float 
 
 def markdown(results: list[Result]) -> str:
     lines = [
-        "| environment | serves | own tests (`ng_test`) | recorded rewards reproduced | blocker |",
-        "|---|---|---|---|---|",
+        "| environment | serves | own tests | conformance | rewards reproduced (of them > 0) | blocker |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results:
         blocker = r.blocker.replace("|", "\\|").replace("\n", " ")[:220]
-        lines.append(
-            f"| {r.name} | {'yes' if r.serves else 'no'} | {r.tests} | "
-            f"{f'{r.reproduced}/{r.rows}' if r.serves else f'0/{r.rows or chr(8212)}'} | {blocker} |"
-        )
-    serving = sum(r.serves for r in results)
-    passing = sum(r.tests == "passed" for r in results)
-    rows = sum(r.rows for r in results)
+        conformance = r.conformance.replace("|", "\\|")[:120]
+        reproduced = f"{r.reproduced}/{r.rows} ({r.positive_reproduced}/{r.positive})" if r.rows else "no recorded rows"
+        lines.append(f"| {r.name} | {'yes' if r.serves else 'no'} | {r.tests} | {conformance} | {reproduced} | {blocker} |")
     lines.append(
-        f"| **total ({len(results)})** | **{serving}** | **{passing} passed** | "
-        f"**{sum(r.reproduced for r in results)}/{rows}** | |"
+        f"| **total ({len(results)})** | **{sum(r.serves for r in results)}** | **{sum(r.tests == 'passed' for r in results)} "
+        f"passed** | **{sum(r.conformance == 'ok' for r in results)} ok** | **{sum(r.reproduced for r in results)}/"
+        f"{sum(r.rows for r in results)} ({sum(r.positive_reproduced for r in results)}/{sum(r.positive for r in results)})** | |"
     )
     return "\n".join(lines)
 
