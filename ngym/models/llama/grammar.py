@@ -97,7 +97,7 @@ class GrammarBuilder:
     def __init__(self, root_schema: Mapping[str, Any] | None = None) -> None:
         self.rules: dict[str, str] = {}
         self._by_body: dict[str, str] = {}
-        self._root_schema = root_schema or {}
+        self.root_schema = root_schema or {}
         self._used_primitives: set[str] = set()
 
     def primitive(self, name: str) -> str:
@@ -147,7 +147,7 @@ class GrammarBuilder:
     def _resolve(self, ref: str) -> Any:
         for prefix in ("#/$defs/", "#/definitions/"):
             if ref.startswith(prefix):
-                defs = self._root_schema.get(prefix[2:-1]) or {}
+                defs = self.root_schema.get(prefix[2:-1]) or {}
                 return defs.get(ref[len(prefix) :], {})
         return {}
 
@@ -160,7 +160,7 @@ class GrammarBuilder:
             return self.primitive("object")
         required = [k for k in props if k in set(schema.get("required") or [])]
         optional = [k for k in props if k not in required]
-        pairs = {k: f"{_literal(json.dumps(k) + ': ')} {self.rule(props[k], f'{hint}-{k}', depth + 1)}" for k in props}
+        pairs = {k: f"{_literal(json.dumps(k, ensure_ascii=False) + ': ')} {self.rule(props[k], f'{hint}-{k}', depth + 1)}" for k in props}
         if required:
             body = '"{" ' + ' ", " '.join(pairs[k] for k in required)
             for k in optional:
@@ -227,38 +227,30 @@ def tool_call_grammar(
     required: bool = False,
     parallel: bool = True,
     syntax: ToolCallSyntax = HERMES,
-    message_first_token_not: str | None = "<tool_call>",
 ) -> str:
     """GBNF for one turn: tool call(s) of ``tools`` in ``syntax``, or (unless ``required``) a
-    message. ``message_first_token_not`` names a special token a message may not start with (the
-    call prefix as one token, so a message cannot be a call written past the grammar)."""
+    message. A message may not start with ``<``, ``{`` or white space, so it cannot be a call
+    (the ``<tool_call>`` special token's text starts with ``<``) written past the grammar."""
     if not tools:
         raise ValueError("tool_call_grammar needs at least one tool")
-    calls = []
+    builder = GrammarBuilder()
+    alternatives = []
     seen: set[str] = set()
     for tool in tools:
         name, params = _function(tool)
         if name in seen:
             continue
         seen.add(name)
-        builder_params = dict(params)
-        calls.append((name, builder_params))
-    builder = GrammarBuilder()
-    alternatives = []
-    for name, params in calls:
-        builder._root_schema = params
+        builder.root_schema = params
         args = builder.rule(params, f"{name}-args")
-        head = _literal(json.dumps({"name": name, syntax.arguments_key: 0})[: -len("0}")])
+        head = _literal(json.dumps({"name": name, syntax.arguments_key: 0}, ensure_ascii=False)[: -len("0}")])
         alternatives.append(builder.add(f"{name}-call", f'{head} {args} "}}"'))
     call = builder.add("call", " | ".join(alternatives))
-    block = builder.add("call-block", f"{_literal(syntax.prefix)} {call} {_literal(syntax.suffix)}".strip())
+    parts = [_literal(syntax.prefix)] if syntax.prefix else []
+    parts += [call] + ([_literal(syntax.suffix)] if syntax.suffix else [])
+    block = builder.add("call-block", " ".join(parts))
     calls_rule = builder.add("calls", f"{block} ({_literal(syntax.separator)} {block})*" if parallel else block)
     if required:
         return builder.render(calls_rule)
-    if syntax.prefix and message_first_token_not:
-        token = message_first_token_not
-        first = f"!{token}" if token.startswith("<") and token.endswith(">") else f"!<{token}>"
-    else:
-        first = '[^{ \\t\\n]'
-    message = builder.add("message", f"{first} [^\\x00]*")
+    message = builder.add("message", "[^<{ \\t\\r\\n\\x00] [^\\x00]*")
     return builder.render(f"{calls_rule} | {message}")
