@@ -272,6 +272,8 @@ class LocalModel(ModelServer):
 
     async def _exit_if_engine_dies(self, poll_s: float = 1.0) -> None:
         """A dead engine makes this server useless: exit, so the launcher reports it by name."""
+        from ngym.models.llama.engine import exit_hint
+
         while True:
             await asyncio.sleep(poll_s)
             engine = self.engine
@@ -279,7 +281,7 @@ class LocalModel(ModelServer):
                 pid = engine.pid
                 code = engine.stop(timeout=1.0)
                 print(
-                    f"error: {self.config.name}: llama-server (pid {pid}) exited with code {code}; its log "
+                    f"error: {self.config.name}: llama-server (pid {pid}) exited with code {code}{exit_hint(code)}; its log "
                     f"{engine.log_path} ends with:\n{engine.log_tail(2000)}",
                     file=sys.stderr,
                     flush=True,
@@ -469,7 +471,6 @@ class LocalModel(ModelServer):
                     required=required,
                     parallel=chat.parallel_tool_calls is not False,
                     syntax=syntax,
-                    message_first_token_not="<tool_call>" if syntax is HERMES else None,
                 )
             else:
                 schema = forced_call_schema(chat.tool_choice, tools)
