@@ -17,7 +17,7 @@ from ngym.config.schema import HeadServerConfig
 from ngym.launch.launcher import Launcher
 from ngym.rollout.metrics import aggregate_metrics, agent_metrics, format_aggregate_table, format_table, task_profiles
 from ngym.server.client import ServerClient
-from ngym.server.base import tune_gc
+from ngym.server.process import tune_gc
 from ngym.server.host import HostedServers
 
 SUMMARY = """\

@@ -54,7 +54,9 @@ def main(argv: list[str]) -> int:
         return 0
     print(f"ngym {data['ngym']}  (installed at {data['installation_path']})")
     print(f"Python {data['python']}  ({data['python_path']})")
-    for name, version in data["dependencies"].items():  # type: ignore[union-attr]
+    dependencies = data["dependencies"]
+    assert isinstance(dependencies, dict)
+    for name, version in dependencies.items():
         print(f"  {name:<11} {version or 'not installed'}")
     system = data["system"]
     assert isinstance(system, dict)

@@ -6,12 +6,16 @@ import ipaddress
 import socket
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from ngym.cli.common import command_args, entrypoint, load
 from ngym.config.paths import resolve_path
 from ngym.errors import ArgumentError, PortError
+
+if TYPE_CHECKING:
+    from ngym.viewer.index import RunIndex
 
 SUMMARY = """\
 Serve a local web page over a rollouts JSONL file: the rollouts (paged, filtered by environment,
@@ -67,7 +71,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _index(path: str, default_env: str | None, what: str):  # -> RunIndex
+def _index(path: str, default_env: str | None, what: str) -> RunIndex:
     from ngym.viewer.index import RunIndex
 
     resolved = resolve_path(path)

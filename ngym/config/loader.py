@@ -80,6 +80,13 @@ def parse_overrides(args: Sequence[str]) -> tuple[DictConfig, list[str], list[st
     return cli, must_exist, deletes
 
 
+def _merge(*configs: DictConfig | ListConfig) -> DictConfig:
+    """OmegaConf.merge of mappings, typed as the mapping it is."""
+    merged = OmegaConf.merge(*configs)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
 def _read_yaml(path: Path, what: str) -> DictConfig:
     try:
         text = path.read_text()
@@ -138,7 +145,7 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
     args = list(pc.cli_args if pc.cli_args is not None else sys.argv[1:])
     cli, must_exist, deletes = parse_overrides([] if pc.skip_load_from_cli else args)
     if pc.initial_global_config_dict:
-        cli = OmegaConf.merge(OmegaConf.create(pc.initial_global_config_dict), cli)
+        cli = _merge(OmegaConf.create(pc.initial_global_config_dict), cli)
 
     env = OmegaConf.create({})
     if not pc.skip_load_from_dotenv:
@@ -146,7 +153,7 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
         if dotenv is not None:
             env = _read_yaml(dotenv, "env.yaml")
 
-    top = OmegaConf.merge(env, cli)
+    top = _merge(env, cli)
     paths = _as_path_list(top.get("config_paths"), "the command line / env.yaml")
     files: list[DictConfig] = []
     sources: dict[str, str] = {}
@@ -172,7 +179,7 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
         files.append(loaded)
         i += 1
 
-    base = OmegaConf.merge(*files, env)
+    base = _merge(*files, env)
     for key in must_exist:
         if not _has_key(base, key):
             raise OverrideError(

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from ngym.config.deployment import Deployment, ServerSpec, check_ports_free
 from ngym.config.paths import PARENT_DIR
 from ngym.errors import DeploymentError
-from ngym.server.base import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV
+from ngym.server.process import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, TokenMiddleware, is_loopback, write_token_file
 from ngym.server.head import build_head_app
 from ngym.server.host import HOSTED_ENV
@@ -32,8 +32,11 @@ from ngym.server.sessions import SECRET_ENV
 
 class Handle(Protocol):
     spec: ServerSpec
-    pid: int | None
-    started_at: float
+
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def started_at(self) -> float: ...
 
     def returncode(self) -> int | None: ...
     def log_tail(self) -> list[str]: ...
@@ -243,8 +246,7 @@ class Launcher:
         config = uvicorn.Config(
             app, host=self.deployment.head.host, port=self.deployment.head.port, log_level="warning", access_log=False
         )
-        self._head = uvicorn.Server(config)
-        self._head.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._head = uvicorn.Server(config)  # in a thread, uvicorn leaves the signal handlers alone
         self._head_thread = threading.Thread(target=self._head.run, name="ngym-head", daemon=True)
         self._head_thread.start()
 

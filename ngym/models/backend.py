@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 
-from ngym.errors import RolloutError
+from ngym.errors import FailureKind, RolloutError, classify_failure
 
 __all__ = ["Backend", "root_url"]
 
@@ -53,7 +53,7 @@ class Backend:
             raise RolloutError(
                 f"model backend {url} did not answer in time ({type(e).__name__}); raise timeout_s of the model "
                 f"server if the model is just slow",
-                kind="timeout",
+                kind=FailureKind.TIMEOUT,
                 retryable=True,
                 status=504,
             ) from None
@@ -61,7 +61,7 @@ class Backend:
             raise RolloutError(
                 f"model backend {url} could not be reached: {type(e).__name__}: {e}. Is the server at "
                 f"{self.base_url} running?",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 retryable=True,
                 status=502,
             ) from None
@@ -79,9 +79,10 @@ class Backend:
 
 def backend_error(url: str, answer: httpx.Response) -> RolloutError:
     status = answer.status_code
+    kind, retryable = classify_failure(status, FailureKind.MODEL_ERROR)
     return RolloutError(
         f"model backend {url} answered HTTP {status}: {answer.text[:2000]}",
-        kind="model_error",
-        retryable=status == 429 or status >= 500,
+        kind=kind,
+        retryable=retryable,
         status=status if status in (400, 404, 422, 429) else 502,
     )

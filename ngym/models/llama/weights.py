@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ngym.errors import WeightsError  # under NgymError
+
 __all__ = [
     "CACHE_ENV_VAR",
     "DEFAULT_MODEL",
@@ -43,10 +45,6 @@ __all__ = [
 CACHE_ENV_VAR = "NGYM_MODEL_CACHE"
 _CHUNK = 8 * 1024 * 1024
 _GGUF_MAGIC = b"GGUF"
-
-
-class WeightsError(Exception):
-    """Raised when model weights cannot be found, joined or verified."""
 
 
 @dataclass(frozen=True)

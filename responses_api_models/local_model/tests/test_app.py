@@ -47,7 +47,8 @@ async def ask(model: LocalModel, **body: Any) -> dict[str, Any]:
     async with client_of(model) as client:
         answer = await client.post("/v1/responses", json=body)
     assert answer.status_code == 200, answer.text
-    return answer.json()
+    data: dict[str, Any] = answer.json()
+    return data
 
 
 @pytest.mark.parametrize(
