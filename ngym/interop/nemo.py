@@ -29,7 +29,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import aiohttp
 import orjson
@@ -39,7 +39,7 @@ from fastapi.responses import Response as HTTPResponse
 from fastapi.routing import APIRoute
 from multidict import CIMultiDict, CIMultiDictProxy
 from omegaconf import DictConfig
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 from yarl import URL
@@ -51,7 +51,7 @@ from ngym.server import client as ngym_client
 from ngym.server.base import section_of
 from ngym.server.fastpath import FastPathApp
 from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, SessionMiddleware
-from ngym.wire.responses import Message, OutputText, Response
+from ngym.wire.responses import FunctionCall, FunctionCallOutput, Message, OutputText, Reasoning, Response
 
 # ---- replies ---------------------------------------------------------------------------------
 
@@ -199,9 +199,55 @@ class CallableText(str):
         return str(self)
 
 
+def _foreign_models_as_dicts(value: Any) -> Any:
+    """Pydantic models of another package (the openai SDK's ``FunctionTool``...) as plain dicts, so
+    ngym's types validate them as the reference's openai-based types did."""
+    if isinstance(value, list):
+        return [_foreign_models_as_dicts(v) for v in value]
+    if isinstance(value, BaseModel) and not type(value).__module__.startswith("ngym."):
+        return value.model_dump(mode="json", exclude_none=True)
+    return value
+
+
+class NeMoGymResponseOutputMessage(Message):
+    """An output message with the reference's defaults (``role="assistant"``, ``status="completed"``,
+    ``type="message"``); an ngym :class:`~ngym.wire.responses.Message`."""
+
+    role: Literal["user", "assistant", "system", "developer"] = "assistant"
+    status: Literal["in_progress", "completed", "incomplete"] | None = "completed"
+    type: Literal["message"] | None = "message"
+
+
+def _output_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type") or ("message" if "role" in value or "content" in value else None))
+    return str(getattr(value, "type", None) or "message")
+
+
+#: an output item as the reference parses it: messages are :class:`NeMoGymResponseOutputMessage`
+NeMoGymOutputItem = Annotated[
+    Annotated[NeMoGymResponseOutputMessage, Tag("message")]
+    | Annotated[FunctionCall, Tag("function_call")]
+    | Annotated[FunctionCallOutput, Tag("function_call_output")]
+    | Annotated[Reasoning, Tag("reasoning")],
+    Discriminator(_output_kind),
+]
+
+
 class NeMoGymResponse(Response):
     """ngym's :class:`~ngym.wire.responses.Response` whose ``output_text`` reads as the openai SDK's
-    property (the ``output_text`` parts of every output message, concatenated)."""
+    property (the ``output_text`` parts of every output message, concatenated), and whose output
+    messages parse as :class:`NeMoGymResponseOutputMessage` (as the reference's do, so responses
+    built in tests compare equal to parsed ones)."""
+
+    output: list[NeMoGymOutputItem] = Field(default_factory=list)  # type: ignore[assignment]  # a subclass's items
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_openai_models(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: _foreign_models_as_dicts(v) if k in ("output", "tools") else v for k, v in data.items()}
+        return data
 
     @property  # a property where ngym has a method: both readings work (CallableText)
     def output_text(self) -> CallableText:

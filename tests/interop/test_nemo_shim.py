@@ -124,6 +124,19 @@ def test_output_text_reads_as_property_and_as_method() -> None:
     assert isinstance(response.output[1], NeMoGymResponseOutputMessage)
 
 
+def test_reference_defaults_and_openai_types_are_accepted() -> None:
+    from openai.types.responses import FunctionTool as OpenAIFunctionTool
+
+    message = NeMoGymResponseOutputMessage(id="m", content=[NeMoGymResponseOutputText(text="hi", annotations=[])])
+    assert (message.role, message.status, message.type) == ("assistant", "completed", "message")
+    tool = OpenAIFunctionTool(type="function", name="lookup", parameters={"type": "object", "properties": {}}, strict=True)
+    built = NeMoGymResponse(id="r", created_at=1.0, model="m", output=[message], tools=[tool], parallel_tool_calls=False)
+    assert built.tools[0].name == "lookup"
+    parsed = NeMoGymResponse.model_validate_json(built.model_dump_json())
+    assert parsed == built, "a response built from the reference's types equals the same response parsed"
+    assert type(parsed.output[0]) is NeMoGymResponseOutputMessage
+
+
 # ---- /verify ----------------------------------------------------------------------------------------
 
 
