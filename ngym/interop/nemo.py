@@ -51,7 +51,7 @@ from ngym.server import client as ngym_client
 from ngym.server.base import section_of
 from ngym.server.fastpath import FastPathApp
 from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, SessionMiddleware
-from ngym.wire.responses import FunctionCall, FunctionCallOutput, Message, OutputText, Reasoning, Response
+from ngym.wire.responses import FunctionCall, FunctionCallOutput, FunctionTool, Message, OutputText, Reasoning, Response
 
 # ---- replies ---------------------------------------------------------------------------------
 
@@ -240,7 +240,15 @@ class NeMoGymResponse(Response):
     messages parse as :class:`NeMoGymResponseOutputMessage` (as the reference's do, so responses
     built in tests compare equal to parsed ones)."""
 
-    output: list[NeMoGymOutputItem] = Field(default_factory=list)  # type: ignore[assignment]  # a subclass's items
+    # required as in the openai SDK's Response (the reference's base): a judge's `{}` is a ValidationError
+    id: str
+    created_at: float
+    model: str
+    object: Literal["response"]
+    output: list[NeMoGymOutputItem]  # type: ignore[assignment]  # a subclass's items
+    parallel_tool_calls: bool
+    tool_choice: str | dict[str, Any]
+    tools: list[FunctionTool]
 
     @model_validator(mode="before")
     @classmethod
