@@ -56,7 +56,7 @@ def run_pytest(server_dir: Path) -> int:
 
 @entrypoint("ng_test", SUMMARY, TestArgs)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv)
+    cfg, _ = load(argv, command="ng_test", model=TestArgs)
     args = command_args(cfg, TestArgs, "ng_test")
     server_dir = resolve_path(args.entrypoint)
     if not server_dir.is_dir():
