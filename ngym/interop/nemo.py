@@ -39,7 +39,7 @@ from fastapi.responses import Response as HTTPResponse
 from fastapi.routing import APIRoute
 from multidict import CIMultiDict, CIMultiDictProxy
 from omegaconf import DictConfig
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError, field_validator, model_validator
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 from yarl import URL
@@ -48,7 +48,8 @@ from ngym.config.schema import HeadServerConfig, ServerConfig
 from ngym.env.resources import ResourcesServer
 from ngym.errors import ConfigError, RolloutError
 from ngym.server import client as ngym_client
-from ngym.server.base import section_of
+from ngym.server.transport import Transport
+from ngym.config.instance import ServerInstance
 from ngym.server.fastpath import FastPathApp
 from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, SessionMiddleware
 from ngym.wire.responses import FunctionCall, FunctionCallOutput, FunctionTool, Message, OutputText, Reasoning, Response
@@ -136,11 +137,12 @@ class ServerClient(ngym_client.ServerClient):
         head_server_config: HeadServerConfig | None = None,
         global_config_dict: DictConfig | None = None,
         timeout_s: float = 900.0,
+        transport: Transport | None = None,
     ) -> None:
         config = config if config is not None else global_config_dict
         if urls is None:
             urls = ngym_client.instance_urls(config) if config is not None else {}
-        super().__init__(urls, http, config=config, timeout_s=timeout_s)
+        super().__init__(urls, http, config=config, timeout_s=timeout_s, transport=transport)
         self.head_server_config = head_server_config or HeadServerConfig()
 
     @property
@@ -290,7 +292,7 @@ class PydanticResourcesServer(BaseModel, ResourcesServer):
     def _aio_replies(cls, value: Any) -> Any:
         """An ngym client given by ngym's tooling becomes one answering aiohttp-style replies."""
         if type(value) is ngym_client.ServerClient:
-            return ServerClient(value.urls, value._http, config=value.config, timeout_s=value.timeout_s)
+            return ServerClient(value.urls, config=value.config, timeout_s=value.timeout_s, transport=value.transport)
         return value
 
     def __getattr__(self, name: str) -> Any:
@@ -308,14 +310,13 @@ class PydanticResourcesServer(BaseModel, ResourcesServer):
         return found if isinstance(found, type) and issubclass(found, ServerConfig) else ServerConfig
 
     @classmethod
-    def from_global_config(cls, global_config: DictConfig, name: str) -> typing.Self:
-        server_type, impl, settings = section_of(global_config, name)
+    def from_instance(cls, instance: ServerInstance, global_config: DictConfig) -> typing.Self:
+        """Built with keywords, as a pydantic model is (``cls(config=..., server_client=...)``)."""
         try:
-            config = cls.config_type().model_validate({**settings, "name": name})
+            config = cls.config_type().model_validate({**instance.settings, "name": instance.name})
         except ValidationError as e:
             problems = "; ".join(
-                f"{' -> '.join(str(p) for p in (name, server_type, impl, *err['loc']))}: {err['msg']}"
-                for err in e.errors()
+                f"{' -> '.join(str(p) for p in (instance.path, *err['loc']))}: {err['msg']}" for err in e.errors()
             )
             raise ConfigError(f"Invalid settings for {cls.__name__}: {problems}. Fix the config file.") from None
         return cls(config=config, server_client=ServerClient.from_config(global_config))
