@@ -362,8 +362,8 @@ class LocalModel(ModelServer):
     async def _props(self) -> dict[str, Any]:
         backend = self._backend()
         try:
-            props = (await backend.http.get(f"{backend.root}/props")).json()
-        except (httpx.HTTPError, ValueError) as e:
+            props = (await backend.request("GET", f"{backend.root}/props")).json()
+        except (RolloutError, ValueError) as e:
             raise RolloutError(
                 f"{backend.root}/props could not be read ({type(e).__name__}: {e}); is llama-server running?",
                 kind=FailureKind.MODEL_ERROR,
