@@ -10,6 +10,7 @@
     │   ├── PortError              a port is taken or assigned twice
     │   └── ArgumentError          a command's own argument is missing or invalid
     ├── InputError                 a JSONL input row is malformed (names file:line)
+    ├── OutputError                an output file cannot be written safely (locked, would be overwritten, disk full)
     ├── DeploymentError            servers could not be started, or one died
     ├── TransportError             no (complete) answer from another server over a transport
     │   ├── ConnectError           could not connect (refused, unreachable, DNS)
@@ -80,6 +81,10 @@ class ArgumentError(ConfigError):
 
 class InputError(NgymError):
     pass
+
+
+class OutputError(NgymError):
+    """An output file is in use by another run, would be overwritten, is the input, or cannot be written."""
 
 
 class DeploymentError(NgymError):

@@ -47,7 +47,7 @@ def info() -> dict[str, object]:
 
 @entrypoint("ng_version", SUMMARY, usage="[+json=true]")
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv, skip_load_from_dotenv=True)
+    cfg, _ = load(argv, command="ng_version", known={"json"}, skip_load_from_dotenv=True)
     data = info()
     if cfg.get("json", False):
         print(json.dumps(data))

@@ -164,13 +164,35 @@ def _check_refs(found: dict[str, ServerInstance], sources: dict[str, str]) -> No
             )
 
 
+def head_server_config(cfg: DictConfig, default_host: str = "127.0.0.1") -> HeadServerConfig:
+    """``head_server`` of the config, validated (a bad or out-of-range port is a :class:`PortError`)."""
+    given = cfg.get("head_server")
+    values = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else {}
+    try:
+        head = HeadServerConfig.model_validate({"host": default_host, **values})  # type: ignore[dict-item]
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PortError(f"head_server.{where}={first.get('input')!r}: {first['msg']}. Example: +head_server.port=11000.") from None
+    check_port("head_server", head.port)
+    return head
+
+
 def _port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port``. Connections of a stopped server left in
+    TIME-WAIT do not count: servers bind with SO_REUSEADDR (uvicorn does), and so does this check."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host if host not in ("", "localhost") else "127.0.0.1", port))
         except OSError:
             return False
     return True
+
+
+def check_port(name: str, port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise PortError(f"Port {port} for {name!r} is out of range: ports are 1-65535 (0: pick a free one).")
 
 
 def pick_free_port(host: str, low: int, high: int, taken: set[int], rng: random.Random | None = None) -> int:
@@ -211,10 +233,9 @@ def build_deployment(
     _check_refs(found, sources)
 
     default_host = str(cfg.get("default_host") or "127.0.0.1")
-    head = HeadServerConfig.model_validate(
-        {"host": default_host, **(OmegaConf.to_container(cfg.head_server, resolve=True) if "head_server" in cfg else {})}  # type: ignore[dict-item]
-    )
+    head = head_server_config(cfg, default_host)
     low, high = int(cfg.get("port_range_low", 10001)), int(cfg.get("port_range_high", 20000))
+    check_port("head_server", head.port)
     if head.port == 0 and assign_ports:
         head.port = pick_free_port(head.host, low, high, set())
     cfg.head_server = {"host": head.host, "port": head.port}
@@ -225,6 +246,7 @@ def build_deployment(
         node = cfg[name][server_type][impl]
         host = str(node.get("host") or default_host)
         port = int(node.get("port") or 0)
+        check_port(name, port)
         if port:
             if port in taken:
                 raise PortError(
@@ -273,10 +295,11 @@ def _colocated(value: Any, names: list[str]) -> list[str]:
 
 
 def check_ports_free(deployment: Deployment) -> None:
-    """Fail before anything starts if a port the deployment needs is already taken."""
+    """Fail before anything starts if a port the deployment needs is out of range or already taken."""
     wanted = [("head_server", deployment.head.host, deployment.head.port)]
     wanted += [(s.name, s.host, s.port) for s in deployment.servers.values()]
     for name, host, port in wanted:
+        check_port(name, port)
         if not _port_is_free(host, port):
             raise PortError(
                 f"Port {port} for {name!r} is already in use (is another ng_run running? `ng_status` shows it). "
