@@ -114,7 +114,7 @@ class SimpleAgent(Agent):
         request = dump(body)
         request["input"] = [dump(item) for item in body.input_items()]
         tools = {tool.name for tool in body.tools or []}
-        new_outputs: list = []
+        new_outputs: list[Any] = []
         usage: Usage | None = None
         model_cookies: Cookies = {}
         resources_cookies = dict(resources_cookies)
