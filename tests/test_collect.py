@@ -504,3 +504,14 @@ def test_a_full_disk_stops_the_run_cleanly_and_what_was_written_resumes(small_fs
     assert report.aborted is None
     keys = sorted((r[TASK_INDEX], r[ROLLOUT_INDEX]) for r in map(json.loads, out.read_text().splitlines()))
     assert keys == [(i, 0) for i in range(400)]
+
+
+def test_doctests_of_the_output_lock_and_secret_scrubbing() -> None:
+    import doctest
+
+    import ngym.config.secrets
+    import ngym.rollout.output
+
+    for module in (ngym.rollout.output, ngym.config.secrets):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted and not result.failed, module.__name__
