@@ -226,7 +226,7 @@ def _check_app(env_dir: Path, env: _Env, report: Conformance) -> ResourcesServer
         report.add("app", [f"{cls.__name__} rejects the settings of {env.instance}: {e}"])
         return None
     report.add("app", [], cls.__name__)
-    return cls(config, ServerClient({}))  # type: ignore[arg-type]
+    return cls(config=config, server_client=ServerClient({}))  # keywords: pydantic-model servers too
 
 
 def _example_rows(path: Path | None, report: Conformance) -> list[dict[str, Any]]:

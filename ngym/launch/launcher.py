@@ -188,7 +188,11 @@ class LocalProcesses:
                 f"{spec.name}: entrypoint {str(entry)!r} does not exist. Check '{spec.type}/{spec.impl}' and "
                 f"'entrypoint' in {spec.source or 'the config'}."
             )
-        python_path = os.pathsep.join(p for p in (str(spec.dir), str(PARENT_DIR), env.get("PYTHONPATH", "")) if p)
+        # the project the server folder sits in (``<root>/resources_servers/<name>``) comes before the
+        # ngym checkout, so ``from resources_servers.<name>.x import ...`` finds the user's folder
+        project = spec.dir.parent.parent if spec.dir.parent.name == spec.type else None
+        paths = (str(spec.dir), str(project or ""), str(PARENT_DIR), env.get("PYTHONPATH", ""))
+        python_path = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         process = subprocess.Popen(
             [sys.executable, "-u", spec.entrypoint],
             cwd=spec.dir,

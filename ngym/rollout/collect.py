@@ -480,6 +480,7 @@ async def collect(
     report.skipped = len(done)
     t0 = time.monotonic()
     streak = 0
+    per_agent: dict[str, int] = {}  # completed per agent, shown on the bar
     bar = tqdm(total=total, initial=report.skipped, desc="rollouts", unit="rollout", disable=not progress, dynamic_ncols=True)
     out = _open_append(output)
     failures_out: int | None = None
@@ -513,7 +514,13 @@ async def collect(
                             f"[{failure['kind']}] {failure['error']}"
                         )
                         break
-                bar.set_postfix(failed=len(report.failures), refresh=False)
+                agent = ((outcome.result or outcome.failure or {}).get("agent_ref") or {}).get("name", "?")
+                per_agent[agent] = per_agent.get(agent, 0) + 1
+                bar.set_postfix_str(
+                    ", ".join(f"{name.removesuffix('_simple_agent')} {n}" for name, n in per_agent.items())
+                    + (f", failed {len(report.failures)}" if report.failures else ""),
+                    refresh=False,
+                )
                 bar.update(1)
     finally:
         os.close(out)

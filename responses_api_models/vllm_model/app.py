@@ -16,9 +16,9 @@ from typing import Any, Literal
 import httpx
 import orjson
 from fastapi import Request
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ngym.models.backend import Backend, backend_error
+from ngym.models.backend import Backend
 from ngym.config.schema import ServerConfig
 from ngym.models.convert import (
     ConversionError,
@@ -63,6 +63,8 @@ class VLLMModelConfig(ServerConfig):
     tokenizer_api: TokenizerApi = "auto"
     #: seconds one backend call may take
     timeout_s: float = 600.0
+    #: most connections open to each backend at once (calls beyond it wait); none: as many as calls in flight
+    max_connections: int | None = Field(default=None, ge=1)
     #: an idle episode's backend pin is forgotten after this many seconds
     session_ttl_s: float = 3600.0
 
@@ -114,10 +116,13 @@ class VLLMModel(ModelServer):
         self._tokenizer_api: dict[str, TokenizerApi] = {}
 
     def make_backend(self, url: str, transport: httpx.AsyncBaseTransport | None = None) -> Backend:
-        return Backend(url, self.config.api_key, self.config.timeout_s, transport)
+        return Backend(url, self.config.api_key, self.config.timeout_s, transport, max_connections=self.config.max_connections)
 
     def model_name(self) -> str:
         return self.config.model
+
+    def upstreams(self) -> list[Backend]:
+        return list(self.backends)
 
     def backend_for(self, request: Request) -> Backend:
         """The backend of this request's episode: pinned round-robin on the first call."""
@@ -204,7 +209,7 @@ class VLLMModel(ModelServer):
         if answer.status_code >= 400:
             if context_overflow(answer.status_code, answer.text):
                 return empty_completion(self.config.model)
-            raise backend_error(url, answer)
+            raise backend.error(url, answer)
         try:
             completion = ChatCompletion.model_validate_json(answer.content)
         except ValueError as e:

@@ -127,6 +127,17 @@ def _die_with_parent(cmd: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "TERM", "--", *cmd]
 
 
+def exit_hint(code: int | None) -> str:
+    """What an exit code of llama-server means, when it says more than the log does."""
+    if code in (-signal.SIGILL, 128 + signal.SIGILL):
+        return (
+            " (SIGILL, illegal instruction: this llama-server was compiled for a CPU feature this machine does not run, "
+            "e.g. AMX inside a virtual machine; rebuild it with ngym's flags: rm -f .venv/.ngym-llama-server-build && "
+            "bash scripts/setup.sh)"
+        )
+    return ""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -372,7 +383,7 @@ class LlamaServer:
             code = self._proc.poll()
             if code is not None:
                 raise LlamaServerError(
-                    f"llama-server exited with code {code} during startup; log {self._log_path} ends with:\n"
+                    f"llama-server exited with code {code}{exit_hint(code)} during startup; log {self._log_path} ends with:\n"
                     + _tail(self._log_path)  # type: ignore[arg-type]
                 )
             try:
