@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +224,18 @@ def load_generator(path: str) -> Callable[..., Iterable[dict[str, Any]]]:
     if spec is None or spec.loader is None:
         raise ConfigError(f"generator {path!r}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # resources_servers/<env>/generate.py may import its environment's modules (its checkers, say)
+    root = str(file.parents[2] if file.parent.parent.name == "resources_servers" else file.parent)
+    added = root not in sys.path
+    if added:
+        sys.path.insert(0, root)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as e:
+        raise ConfigError(f"generator {path!r} cannot be imported: {e}") from None
+    finally:
+        if added:
+            sys.path.remove(root)
     generate = getattr(module, "generate", None)
     if not callable(generate):
         raise ConfigError(
