@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from ngym.errors import NgymError
 from ngym.server.client import ServerClient
 from ngym.wire.responses import Response
 
@@ -95,10 +96,10 @@ async def ask_judge(
         reply = await client.post(judge_server, "/v1/responses", json=body, timeout=timeout_s)
     except httpx.TimeoutException:
         raise JudgeError(f"judge {judge_server!r} did not answer within {timeout_s:g} s (judge_timeout_s)") from None
-    except httpx.TransportError as e:
+    except (httpx.TransportError, NgymError) as e:  # NgymError: no such instance in the deployment
         raise JudgeError(f"judge {judge_server!r} cannot be reached: {e}") from None
-    if reply.status != 200:
-        raise JudgeError(f"judge {judge_server!r} answered HTTP {reply.status}: {reply.text()[:300]}")
+    if reply.status_code != 200:
+        raise JudgeError(f"judge {judge_server!r} answered HTTP {reply.status_code}: {reply.text[:300]}")
     try:
         text = Response.model_validate(reply.json()).output_text()
     except ValueError as e:

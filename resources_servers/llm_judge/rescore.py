@@ -72,8 +72,8 @@ async def rescore(
             except Exception as e:  # noqa: BLE001 (any transport error is this row's failure)
                 results[i] = (row, None, f"{type(e).__name__}: {e}")
                 return
-        if reply.status != 200:
-            results[i] = (row, None, f"HTTP {reply.status}: {reply.text()[:500]}")
+        if reply.status_code != 200:
+            results[i] = (row, None, f"HTTP {reply.status_code}: {reply.text[:500]}")
             return
         results[i] = (row, reply.json(), None)
 
