@@ -508,3 +508,47 @@ def test_new_commands_print_help_and_are_listed(tmp_path: Path, command: str, ar
     from ngym.cli.help import COMMANDS
 
     assert command in COMMANDS
+
+
+# ---- generated datasets ----------------------------------------------------------------------
+
+GENERATOR = '''
+def generate(split, num_rows, seed):
+    for i in range(num_rows):
+        yield {"responses_create_params": {"input": [{"role": "user", "content": f"{split} {seed} {i}"}]}, "i": i}
+'''
+
+
+def test_a_generator_writes_a_missing_dataset_once(tmp_path: Path) -> None:
+    (tmp_path / "gen.py").write_text(GENERATOR)
+    datasets = [
+        {"name": "train", "type": "train", "jsonl_fpath": "data/train.jsonl", "generator": "gen.py", "num_rows": 7,
+         "seed": 3, "license": "Apache 2.0"},
+        {"name": "validation", "type": "validation", "jsonl_fpath": "data/validation.jsonl", "generator": "gen.py",
+         "num_rows": 2, "license": "Apache 2.0"},
+    ]
+    (tmp_path / "g.yaml").write_text(agent_yaml("g_agent", datasets))
+    args = ("+config_paths=[g.yaml]", "+output_dirpath=out", "+mode=train_preparation")
+    report = run_prepare(tmp_path, *args)
+    assert [p.name for p in report.generated] == ["train.jsonl", "validation.jsonl"]
+    train = lines(tmp_path / "out/train.jsonl")
+    assert [r["responses_create_params"]["input"][0]["content"] for r in train[:2]] == ["train 3 0", "train 3 1"]
+    assert len(train) == 7 and len(lines(tmp_path / "out/validation.jsonl")) == 2
+    metrics = json.loads((tmp_path / "data/train_metrics.json").read_text())
+    assert (metrics["generator"], metrics["num_rows"], metrics["seed"]) == ("gen.py", 7, 3)
+    # the file exists now: it is read, not generated again (and its metrics still agree)
+    assert run_prepare(tmp_path, *args).generated == []
+
+
+def test_generator_mistakes_are_named(tmp_path: Path) -> None:
+    (tmp_path / "short.py").write_text("def generate(split, num_rows, seed):\n    return []\n")
+    (tmp_path / "none.py").write_text("x = 1\n")
+    base = {"name": "train", "type": "train", "jsonl_fpath": "t.jsonl", "num_rows": 3, "license": "Apache 2.0"}
+    for generator, message in [("short.py", "wrote 0 rows, num_rows is 3"), ("none.py", "defines no `generate"),
+                               ("missing.py", "no such file")]:
+        (tmp_path / "g.yaml").write_text(agent_yaml("g_agent", [{**base, "generator": generator}]))
+        with pytest.raises((ConfigError, InputError), match=message):
+            run_prepare(tmp_path, "+config_paths=[g.yaml]", "+output_dirpath=out", "+mode=train_preparation")
+        assert not (tmp_path / "t.jsonl").exists()
+    with pytest.raises(ValueError, match="has a generator and no num_rows"):
+        DatasetConfig(name="t", type="train", jsonl_fpath="t", generator="g.py", license="MIT")
