@@ -141,13 +141,13 @@ def change_case_capital_word_frequency(text: str, capital_frequency: int, capita
     return compare(n, capital_relation, capital_frequency), f"{n} all-capital words (needs {capital_relation} {capital_frequency})"
 
 
-def count_lowercase_counting(text: str, N: int) -> Result:  # noqa: N803 (the reference's keyword)
+def count_lowercase_counting(text: str, N: int) -> Result:
     counts = Counter(re.findall(r"\b[a-z]+\b", text))
     over = sorted(w for w, c in counts.items() if c > N)
     return not over, f"lowercase words used more than {N} times: {over[:10]}" if over else f"none more than {N} times"
 
 
-def letters_letter_counting(text: str, N: int, relation: str) -> Result:  # noqa: N803
+def letters_letter_counting(text: str, N: int, relation: str) -> Result:
     n = len(re.findall(r"[a-zA-Z]", text))
     return compare(n, relation, N), f"{n} letters (needs {relation} {N})"
 

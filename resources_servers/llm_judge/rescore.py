@@ -69,7 +69,7 @@ async def rescore(
         async with gate:
             try:
                 reply = await client.post(server, "/verify", json=body)
-            except Exception as e:  # noqa: BLE001 (any transport error is this row's failure)
+            except Exception as e:
                 results[i] = (row, None, f"{type(e).__name__}: {e}")
                 return
         if reply.status_code != 200:

@@ -53,7 +53,7 @@ def surd(n: int) -> str:
 
 
 def shopping(rng: random.Random) -> Problem:
-    name, (one, many) = rng.choice(NAMES), rng.choice(ITEMS)
+    name, (_, many) = rng.choice(NAMES), rng.choice(ITEMS)
     n, price = rng.randint(3, 12), rng.randint(2, 15)
     return f"{name} buys {n} {many} that cost ${price} each. How many dollars does {name} spend?", str(n * price)
 
@@ -70,7 +70,7 @@ def sharing(rng: random.Random) -> Problem:
 
 
 def change(rng: random.Random) -> Problem:
-    name, (one, many) = rng.choice(NAMES), rng.choice(ITEMS)
+    name, (_, many) = rng.choice(NAMES), rng.choice(ITEMS)
     n, price = rng.randint(2, 9), rng.randint(3, 11)
     bill = next(b for b in (20, 50, 100, 200) if b > n * price)
     return (

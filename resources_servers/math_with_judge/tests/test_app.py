@@ -11,12 +11,12 @@ import pytest
 
 pytest.importorskip("math_verify")
 
-from ngym.devkit.conformance import check_server  # noqa: E402
-from ngym.devkit.testing.asgi import in_process_client  # noqa: E402
-from ngym.server.client import ServerClient  # noqa: E402
-from resources_servers.math_with_judge.app import MathWithJudgeResourcesServer, judge_label  # noqa: E402
-from resources_servers.math_with_judge.generate import generate  # noqa: E402
-from resources_servers.math_with_judge.grading import grade  # noqa: E402
+from ngym.devkit.conformance import check_server
+from ngym.devkit.testing.asgi import in_process_client
+from ngym.server.client import ServerClient
+from resources_servers.math_with_judge.app import MathWithJudgeResourcesServer, judge_label
+from resources_servers.math_with_judge.generate import generate
+from resources_servers.math_with_judge.grading import grade
 
 ENV_DIR = Path(__file__).resolve().parents[1]
 EXAMPLES = [json.loads(line) for line in (ENV_DIR / "data" / "example.jsonl").read_text().splitlines()]

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("math_verify")
 
-from resources_servers.math_with_judge.grading import (  # noqa: E402
+from resources_servers.math_with_judge.grading import (
     MAX_ANSWER_CHARS,
     boxed_contents,
     final_answer,

@@ -79,12 +79,15 @@ def test_conformance() -> None:
     assert report.ok, report.format()
 
 
+def question(row: dict[str, Any]) -> str:
+    return str(row["responses_create_params"]["input"][0]["content"])
+
+
 def test_generator_is_deterministic_disjoint_and_uniform() -> None:
     train = list(generate("train", 1200, seed=0))
     assert train == list(generate("train", 1200, seed=0))
     assert train != list(generate("train", 1200, seed=1))
     validation = list(generate("validation", 200, seed=0))
-    question = lambda r: r["responses_create_params"]["input"][0]["content"]  # noqa: E731
     assert not {question(r) for r in train} & {question(r) for r in validation}
     assert len({question(r) for r in train}) == 1200
     for row in train + validation:

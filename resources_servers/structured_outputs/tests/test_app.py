@@ -72,11 +72,14 @@ def test_conformance() -> None:
     assert report.ok, report.format()
 
 
+def prompt(row: dict[str, Any]) -> str:
+    return str(row["responses_create_params"]["input"][0]["content"])
+
+
 def test_generator() -> None:
     train = list(generate("train", 600, seed=0))
     assert train == list(generate("train", 600, seed=0))
     validation = list(generate("validation", 100, seed=0))
-    prompt = lambda r: r["responses_create_params"]["input"][0]["content"]  # noqa: E731
     assert not {prompt(r) for r in train} & {prompt(r) for r in validation}
     for row in train + validation:
         schema = load_schema(row["schema_str"])
