@@ -90,6 +90,11 @@ FAMILIES: dict[str, Callable[[random.Random], Item]] = {
 }
 
 
+def oracle_response(row: dict[str, Any]) -> str:
+    """The reference answer itself (a judge following the rubric gives it full marks)."""
+    return str(row["reference_answer"])
+
+
 def in_validation(question: str) -> bool:
     return hashlib.sha256(question.encode()).digest()[0] % 10 == 0
 

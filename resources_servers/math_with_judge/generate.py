@@ -246,6 +246,11 @@ FAMILIES: dict[str, tuple[int, Callable[[random.Random], Problem]]] = {
 }
 
 
+def oracle_response(row: dict[str, Any]) -> str:
+    """The expected answer, boxed (for the measured table and tests)."""
+    return f"The answer is \\boxed{{{row['expected_answer']}}}."
+
+
 def in_validation(question: str) -> bool:
     return hashlib.sha256(question.encode()).digest()[0] % 10 == 0
 

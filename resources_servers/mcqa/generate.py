@@ -206,6 +206,11 @@ def generate(split: str, num_rows: int, seed: int = 0) -> Iterator[dict[str, Any
             exhausted.add(family)
 
 
+def oracle_response(row: dict[str, Any]) -> str:
+    """A response every grading mode reads as the right letter (for the measured table and tests)."""
+    return f"Answer: \\boxed{{{row['expected_answer']}}}"
+
+
 def write(rows: Iterator[dict[str, Any]], out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     n = 0
