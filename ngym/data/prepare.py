@@ -9,13 +9,10 @@ collation reads the valid lines again by offset.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import orjson
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ngym.config.paths import resolve_path
 from ngym.config.schema import RESERVED_KEYS, DatasetConfig
 from ngym.data.dataset_metrics import DatasetMetrics, differences
+from ngym.data.generators import run_generator
 from ngym.errors import ArgumentError, ConfigError, InputError
 from ngym.data.mix import Fill, MixPlan, balanced_plan
 from ngym.wire.responses import ResponseCreateParams
@@ -32,6 +30,7 @@ from ngym.wire.responses import ResponseCreateParams
 AGENT_TYPE = "responses_api_agents"
 MAX_REPORTED = 20
 EXAMPLE_ROWS = 5
+GENERATOR_KEYS = {"generator", "num_rows", "seed", "generator_args"}
 POLICY_PLACEHOLDERS = {"policy_base_url": "", "policy_api_key": "", "policy_model_name": ""}
 Mode = Literal["train_preparation", "example_validation"]
 DatasetType = Literal["train", "validation", "example"]
@@ -71,6 +70,7 @@ class PrepareArgs(BaseModel):
         default_factory=_train_only, description="dataset types that are mixed (the others are concatenated)"
     )
     seed: int = Field(0, description="seed of the shuffles of mix=balanced")
+    regenerate: bool = Field(False, description="run the datasets' generators even where their files exist")
 
 
 @dataclass(slots=True)
@@ -108,7 +108,7 @@ class PrepareReport:
     outputs: dict[str, Path] = field(default_factory=dict)
     mixes: dict[str, MixPlan] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
-    generated: list[Path] = field(default_factory=list)
+    generated: list[tuple[str, Path, int]] = field(default_factory=list)
 
     @property
     def conflicts(self) -> list[MetricsWrite]:
@@ -214,67 +214,6 @@ def read_dataset(agent: str, config: DatasetConfig, path: Path) -> Dataset:
     return dataset
 
 
-def load_generator(path: str) -> Callable[..., Iterable[dict[str, Any]]]:
-    """The ``generate`` function of the generator file ``path`` (relative to the current directory)."""
-    file = resolve_path(path)
-    if not file.is_file():
-        raise ConfigError(f"generator {path!r}: no such file ({file}). Point `generator:` at a Python file.")
-    name = "ngym_generator_" + "_".join(file.with_suffix("").parts[-3:]).replace("-", "_")
-    spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"generator {path!r}: cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    # resources_servers/<env>/generate.py may import its environment's modules (its checkers, say)
-    root = str(file.parents[2] if file.parent.parent.name == "resources_servers" else file.parent)
-    added = root not in sys.path
-    if added:
-        sys.path.insert(0, root)
-    try:
-        spec.loader.exec_module(module)
-    except ImportError as e:
-        raise ConfigError(f"generator {path!r} cannot be imported: {e}") from None
-    finally:
-        if added:
-            sys.path.remove(root)
-    generate = getattr(module, "generate", None)
-    if not callable(generate):
-        raise ConfigError(
-            f"generator {path!r} defines no `generate(split, num_rows, seed)` function returning the rows"
-        )
-    return cast(Callable[..., Iterable[dict[str, Any]]], generate)
-
-
-def run_generator(agent: str, config: DatasetConfig) -> Path:
-    """Write ``config.jsonl_fpath`` with ``config.num_rows`` rows of its generator (atomically)."""
-    assert config.generator is not None and config.num_rows is not None
-    generate = load_generator(config.generator)
-    out = resolve_path(config.jsonl_fpath)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    written = 0
-    with partial.open("wb") as f:
-        for row in generate(split=config.type, num_rows=config.num_rows, seed=config.seed):
-            f.write(orjson.dumps(row) + b"\n")
-            written += 1
-    if written != config.num_rows:
-        partial.unlink()
-        raise InputError(
-            f"{agent} -> datasets -> {config.name}: generator {config.generator!r} wrote {written} rows, "
-            f"num_rows is {config.num_rows}"
-        )
-    partial.replace(out)
-    return out
-
-
-def generate_missing(chosen: list[tuple[str, DatasetConfig]]) -> list[Path]:
-    """Run the generator of every chosen dataset whose file does not exist yet."""
-    return [
-        run_generator(agent, d)
-        for agent, d in chosen
-        if d.generator is not None and not resolve_path(d.jsonl_fpath).is_file()
-    ]
-
-
 def _missing_files(chosen: list[tuple[str, DatasetConfig]]) -> list[str]:
     return [
         f"{agent} -> datasets -> {d.name} ({d.type}): jsonl_fpath {d.jsonl_fpath!r} does not exist"
@@ -287,13 +226,8 @@ def _missing_files(chosen: list[tuple[str, DatasetConfig]]) -> list[str]:
 
 
 def metrics_document(config: DatasetConfig, metrics: DatasetMetrics) -> dict[str, Any]:
-    """The ``<stem>_metrics.json`` content: the dataset's config, then its metrics (the generator keys only
-    when set, so reference datasets keep the reference's document)."""
-    dumped = config.model_dump(mode="json")
-    if config.generator is None:
-        for key in ("generator", "num_rows", "seed"):
-            dumped.pop(key)
-    return {**dumped, **metrics.to_json()}
+    """The ``<stem>_metrics.json`` content: the dataset's config (less how it is generated), then its metrics."""
+    return {**config.model_dump(mode="json", exclude=GENERATOR_KEYS), **metrics.to_json()}
 
 
 def write_metrics(path: Path, document: dict[str, Any], overwrite: bool) -> MetricsWrite:
@@ -415,7 +349,10 @@ def prepare(args: PrepareArgs, cfg: DictConfig, sources: dict[str, str] | None =
     chosen = select(agent_datasets(cfg, sources), args.mode)
     _check_mix_args(args, {agent for agent, _ in chosen})
     report = PrepareReport()
-    report.generated = generate_missing(chosen)
+    for agent, config in chosen:
+        if config.generator is not None and (args.regenerate or not resolve_path(config.jsonl_fpath).is_file()):
+            path, rows = run_generator(config)
+            report.generated.append((f"{agent} -> {config.name} ({config.type})", path, rows))
     missing = _missing_files(chosen)
     if missing:
         raise InputError("Dataset file(s) not found (paths are relative to the current directory):" + _listing(missing))
@@ -470,10 +407,10 @@ def format_report(report: PrepareReport) -> str:
         rows.append((d.agent, d.config.name, d.config.type, str(d.rows), str(len(d.problems)),
                      f"{m.status}: {m.path}" if m else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    generated = [f"generated {path} ({n} rows) for {what}" for what, path, n in report.generated]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 7)
-    for path in report.generated:
-        lines.append(f"generated {path}")
+    lines[:0] = generated
     for type_, output in report.outputs.items():
         total = sum(d.rows for d in report.datasets if d.config.type == type_)
         plan = report.mixes.get(type_)
