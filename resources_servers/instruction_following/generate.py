@@ -22,6 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+try:  # the checkers keep only satisfiable rows (ng_prepare_data puts the project root on the path)
+    from resources_servers.instruction_following.grading import grade
+except ModuleNotFoundError:  # run as a script from anywhere
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from resources_servers.instruction_following.grading import grade
+
 TASKS = [
     ("Write a short story about a lighthouse keeper who finds a message in a bottle.", "lighthouse"),
     ("Explain how a bicycle gear system works to a ten-year-old.", "gears"),
@@ -322,8 +328,6 @@ def oracle_response(row: dict[str, Any]) -> str:
 
 
 def make_row(rng: random.Random, index: int, grading_mode: str) -> dict[str, Any] | None:
-    from resources_servers.instruction_following.grading import grade  # the checkers keep only satisfiable rows
-
     task, topic = rng.choice(TASKS)
     count = rng.choices([1, 2, 3], weights=[3, 4, 3])[0]
     keys = rng.sample(sorted(INSTRUCTIONS), count)
@@ -395,5 +399,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: find resources_servers
     raise SystemExit(main())

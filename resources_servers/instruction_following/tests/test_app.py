@@ -85,3 +85,14 @@ def test_generator() -> None:
         assert 1 <= len(row["instruction_id_list"]) <= 3
         assert grade(oracle_response(row), row["instruction_id_list"], row["kwargs"], row["grading_mode"]).reward == 1.0
         assert grade("", row["instruction_id_list"], row["kwargs"], row["grading_mode"]).reward == 0.0
+
+
+def test_ng_prepare_data_runs_the_generator(tmp_path: Path) -> None:
+    """As ng_prepare_data loads it: by file path, with the environment's modules importable."""
+    from ngym.config.schema import DatasetConfig
+    from ngym.data.generators import run_generator
+
+    config = DatasetConfig(name="validation", type="validation", jsonl_fpath=str(tmp_path / "v.jsonl"),
+                           generator=str(ENV_DIR / "generate.py"), num_rows=5, license="Apache 2.0")
+    path, rows = run_generator(config)
+    assert rows == 5 and [json.loads(line)["id"] for line in path.read_text().splitlines()] == list(range(5))
