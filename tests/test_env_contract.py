@@ -20,7 +20,7 @@ from ngym.env.tools import ToolChecker, build_tool, parse_docstring
 from ngym.server.client import ServerClient, response_cookies
 from ngym.wire.responses import Response
 from responses_api_agents.simple_agent.app import SimpleAgent
-from tests.fakes import QueueModel, call, make, ref, say
+from tests.fakes import COMPAT, QueueModel, call, compat_rows, make, ref, say
 
 pytestmark = pytest.mark.anyio
 
@@ -471,6 +471,13 @@ def test_state_needs_defaults_and_types_must_be_models() -> None:
 
     with pytest.raises(TypeError, match="needs a default for every field"):
         Bad.tool_schemas()
+    class Clash(Environment[Task, NoState]):
+        @tool
+        async def seed(self) -> None:
+            """Not a tool name."""
+
+    with pytest.raises(TypeError, match=r"@tool \['seed'\] would replace"):
+        Clash.tool_schemas()
     with pytest.raises(TypeError, match="must be a pydantic BaseModel"):
         class NotAModel(Environment[dict, NoState]):  # type: ignore[type-var,type-arg]
             pass
@@ -489,7 +496,8 @@ def test_a_subclass_inherits_tools_and_types() -> None:
 
 
 async def test_the_collector_writes_verifier_errors_and_bad_rows_as_failures_never_rewards(tmp_path: Any) -> None:
-    from ngym.rollout.collect import ROLLOUT_INDEX, TASK_INDEX, Task as CollectTask, collect
+    from ngym.rollout.collect import ROLLOUT_INDEX, TASK_INDEX, collect
+    from ngym.rollout.collect import Task as CollectTask
 
     model = make(QueueModel, "model")
     model.turns = [[say("Paris")], [say("judge down")]]
@@ -539,3 +547,27 @@ async def test_contract_routes_take_the_fast_path_and_answer_as_the_full_stack()
             answers.append(seen)
     assert answers[0] == answers[1]
     assert [status for _, status, _ in answers[0]] == [200, 200, 200, 422, 200, 200, 200, 500, 422, 200]
+
+
+@pytest.mark.skipif(not COMPAT.exists(), reason="shared/compat not present")
+@pytest.mark.parametrize("name", ["example_single_tool_call", "example_multi_step", "example_session_state_mgmt"])
+def test_the_reference_rows_carry_tools_that_agree_with_the_ported_declarations(name: str) -> None:
+    """The reference's data rows and recorded rollouts (their tools written by hand, with titles and
+    empty descriptions) pass the check against the ported environments' declarations."""
+    import importlib
+
+    module = importlib.import_module(f"resources_servers.{name}.app")
+    env = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Environment) and v.__module__ == module.__name__)
+    rows = compat_rows(name) + compat_rows(name, "example_rollouts.jsonl")
+    assert all(row["responses_create_params"].get("tools") for row in rows)
+    assert [env.check_tools(row["responses_create_params"]["tools"]) for row in rows] == [None] * len(rows)
+
+
+async def test_run_in_process_runs_a_function_in_another_process() -> None:
+    import math
+    import os
+
+    from ngym.env import run_in_process
+
+    assert await run_in_process(math.factorial, 20) == 2432902008176640000
+    assert await run_in_process(os.getpid) != os.getpid()

@@ -408,6 +408,10 @@ class _Declarations:
             for name, value in vars(klass).items():
                 if is_tool(value) and name not in names:
                     names.append(name)
+        taken = sorted(name for name in names if hasattr(Environment, name))
+        if taken:
+            raise TypeError(f"{env.__name__}: @tool {taken} would replace what every Environment has "
+                            f"(self.task, self.state, seed(), verify(), ...); rename the method.")
         tools = {}
         for name in names:
             method = getattr(env, name)
