@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ngym.devkit.testing.asgi import in_process_client  # noqa: E402
-from ngym.env import Environment  # noqa: E402
+from ngym.env import EnvConfig, Environment  # noqa: E402
 from ngym.server.client import ServerClient  # noqa: E402
 
 
@@ -36,6 +36,7 @@ async def measure(env_dir: Path, rows: list[dict[str, Any]], settings: dict[str,
     cls = next(v for v in vars(app).values() if inspect.isclass(v) and issubclass(v, Environment)
                and v.__module__ == app.__name__)
     config = cls.config_type().model_validate({"name": name, "entrypoint": "app.py", "domain": "other", **settings})
+    assert isinstance(config, EnvConfig)
     client = in_process_client({name: cls(config, ServerClient({})).build_app()})
     out: dict[str, Any] = {"rows": len(rows)}
     for label, make in (("oracle", oracle), ("empty", lambda row: "")):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from ngym.env import Environment, NoState, Verdict, VerifierError, run_blocking
 from ngym.wire.responses import Response
@@ -19,8 +19,11 @@ from resources_servers.instruction_following.grading import GradingMode, IFGrade
 class IFTask(BaseModel):
     """A row's task fields (the reference's; ``id`` and ``prompt`` are carried, not read)."""
 
+    model_config = ConfigDict(populate_by_name=True)
+
     instruction_id_list: list[str]
-    kwargs: list[dict[str, Any] | None]
+    # the row's "kwargs" (a field named kwargs would shadow the model's own keyword arguments)
+    instruction_kwargs: list[dict[str, Any] | None] = Field(alias="kwargs")
     grading_mode: GradingMode = "binary"
 
 
@@ -35,7 +38,7 @@ class InstructionFollowingResourcesServer(Environment[IFTask, NoState]):
         task = self.task
         try:  # language detection and regexes over a long answer: off the event loop
             result: IFGrade = await run_blocking(
-                grade, final_text(response), task.instruction_id_list, task.kwargs, task.grading_mode
+                grade, final_text(response), task.instruction_id_list, task.instruction_kwargs, task.grading_mode
             )
         except InstructionError as e:  # a row we cannot check: the row's fault, never a silent 0
             raise VerifierError(f"instruction_following: {e}") from None

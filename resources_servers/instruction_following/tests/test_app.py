@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ngym.devkit.conformance import check_server
+from ngym.env import EnvConfig
 from ngym.devkit.testing.asgi import wire
 from ngym.server.client import ServerClient
 from resources_servers.instruction_following.app import InstructionFollowingResourcesServer
@@ -29,7 +30,7 @@ REFERENCE_ROW = {
 
 @pytest.fixture
 def client() -> ServerClient:
-    config = InstructionFollowingResourcesServer.config_type().model_validate(
+    config = EnvConfig.model_validate(
         {"name": "env", "entrypoint": "app.py", "domain": "instruction_following"})
     return wire({"env": InstructionFollowingResourcesServer(config, ServerClient({}))})
 

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from ngym.devkit.conformance import check_server
 from ngym.devkit.testing.asgi import in_process_client
 from ngym.server.client import ServerClient, make_http_client
-from resources_servers.llm_judge.app import LLMJudgeResourcesServer
+from resources_servers.llm_judge.app import LLMJudgeConfig, LLMJudgeResourcesServer
 from resources_servers.llm_judge.generate import generate
 from resources_servers.llm_judge.rescore import failures_path, rescore
 
@@ -44,7 +44,7 @@ def judge_app(answer: str, status: int = 200, seen: list[str] | None = None) -> 
 def env_with(upstream: ServerClient, **settings: Any) -> ServerClient:
     base = {"name": "llm_judge", "entrypoint": "app.py", "domain": "rlhf",
             "judge_model_server": {"type": "responses_api_models", "name": "judge"}, **settings}
-    config = LLMJudgeResourcesServer.config_type().model_validate(base)
+    config = LLMJudgeConfig.model_validate(base)
     return in_process_client({"env": LLMJudgeResourcesServer(config, upstream).build_app()})
 
 

@@ -14,7 +14,7 @@ pytest.importorskip("math_verify")
 from ngym.devkit.conformance import check_server
 from ngym.devkit.testing.asgi import in_process_client
 from ngym.server.client import ServerClient
-from resources_servers.math_with_judge.app import MathWithJudgeResourcesServer, judge_label
+from resources_servers.math_with_judge.app import MathConfig, MathWithJudgeResourcesServer, judge_label
 from resources_servers.math_with_judge.generate import generate
 from resources_servers.math_with_judge.grading import grade
 
@@ -41,7 +41,7 @@ def make_client(judge_answer: str | None = None) -> ServerClient:
     if judge_answer is not None:
         settings |= {"should_use_judge": True, "judge_model_server": {"type": "responses_api_models", "name": "judge"}}
         upstream = in_process_client({"judge": judge_app(judge_answer)})
-    config = MathWithJudgeResourcesServer.config_type().model_validate(settings)
+    config = MathConfig.model_validate(settings)
     server = MathWithJudgeResourcesServer(config, upstream)
     return in_process_client({"env": server.build_app()})
 

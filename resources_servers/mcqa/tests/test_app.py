@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ngym.devkit.conformance import check_server
+from ngym.env import EnvConfig
 from ngym.devkit.testing.asgi import wire
 from ngym.server.client import ServerClient
 from resources_servers.mcqa.app import MCQAResourcesServer
@@ -22,7 +23,7 @@ EXAMPLES = [json.loads(line) for line in (ENV_DIR / "data" / "example.jsonl").re
 
 @pytest.fixture
 def client() -> ServerClient:
-    config = MCQAResourcesServer.config_type().model_validate({"name": "env", "entrypoint": "app.py", "domain": "knowledge"})
+    config = EnvConfig.model_validate({"name": "env", "entrypoint": "app.py", "domain": "knowledge"})
     return wire({"env": MCQAResourcesServer(config, ServerClient({}))})
 
 

@@ -11,7 +11,7 @@ import pytest
 from ngym.devkit.conformance import check_server
 from ngym.devkit.testing.asgi import wire
 from ngym.server.client import ServerClient
-from resources_servers.structured_outputs.app import StructuredOutputsResourcesServer
+from resources_servers.structured_outputs.app import StructuredOutputsConfig, StructuredOutputsResourcesServer
 from resources_servers.structured_outputs.generate import generate, oracle_answer
 from resources_servers.structured_outputs.grading import grade, load_schema
 
@@ -21,7 +21,7 @@ EXAMPLES = [json.loads(line) for line in (ENV_DIR / "data" / "example.jsonl").re
 
 def make_client(**settings: Any) -> ServerClient:
     base = {"name": "env", "entrypoint": "app.py", "domain": "instruction_following", **settings}
-    config = StructuredOutputsResourcesServer.config_type().model_validate(base)
+    config = StructuredOutputsConfig.model_validate(base)
     return wire({"env": StructuredOutputsResourcesServer(config, ServerClient({}))})
 
 
