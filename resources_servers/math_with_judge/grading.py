@@ -27,8 +27,8 @@ MAX_ANSWER_CHARS = 1000
 TIMEOUT_S = 5
 
 _BOXED_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_FINAL_LINE = re.compile(
-    r"(?i)(?:\*\*)?(?:final\s+answer|answer)(?:\*\*)?\s*(?:is)?\s*[:：]?\s*(?:\*\*)?\s*(?P<ans>.+?)\s*$"
+_FINAL_LINE = re.compile(  # "Answer: x", "**Final answer:** x", "Final answer is x" (a colon or "is" needed)
+    r"(?i)(?:\*\*)?(?:final\s+answer|answer)(?:\*\*)?\s*(?:is\b\s*[:：]?|[:：])\s*(?:\*\*)?\s*(?P<ans>.*?)\s*$"
 )
 _ANSWER_IS = re.compile(r"(?i)\b(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*(?P<ans>.+?)\s*$")
 _HEDGE = re.compile(r"(?i)(?:\bor\b|\beither\b|\bmaybe\b|\bperhaps\b|\bpossibly\b|\?)")

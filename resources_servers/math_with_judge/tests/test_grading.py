@@ -79,6 +79,7 @@ def test_wrong_answers_are_not(gold: str, response: str) -> None:
         "\\boxed{}",
         "\\boxed{" + "4" * (MAX_ANSWER_CHARS + 1) + "}",
         "Answer: 42?",
+        "Answer the question: 42 is what they ask, but I am unsure",  # not a final-answer line
     ],
 )
 def test_reward_hacks_get_nothing(response: str) -> None:
