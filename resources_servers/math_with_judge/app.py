@@ -9,6 +9,7 @@ The verifier is :mod:`resources_servers.math_with_judge.grading`."""
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -18,6 +19,7 @@ from ngym.env import EnvConfig, Environment, NoState, Verdict, VerifierError, ru
 from ngym.errors import ConfigError
 from ngym.wire.responses import Response
 from resources_servers.llm_judge.judging import JudgeError, ask_judge, defuse
+from resources_servers.math_with_judge import grading
 from resources_servers.math_with_judge.grading import MathGrade, grade
 
 EQUIVALENCE_PROMPT = """Decide whether two answers to a math problem are mathematically equivalent.
@@ -50,6 +52,16 @@ class MathTask(BaseModel):
     expected_answer: str
 
 
+async def grade_in_worker(text: str, expected_answer: str) -> MathGrade:
+    """:func:`grade` in a worker process. ``grade`` travels by reference (module and name): a host
+    that dropped this environment's modules from ``sys.modules`` after loading it (so that sibling
+    modules of different environments do not shadow each other) would break that, so the module
+    that defines it is put back first."""
+    if sys.modules.get(grading.__name__) is not grading:
+        sys.modules[grading.__name__] = grading
+    return await run_in_process(grade, text, expected_answer)
+
+
 def judge_label(text: str) -> bool:
     """``[[A=B]]`` -> True, ``[[A!=B]]`` -> False: the first label wins; none raises JudgeError."""
     m = _LABEL.search(text)
@@ -65,7 +77,7 @@ class MathWithJudgeResourcesServer(Environment[MathTask, NoState]):
         if self.config.should_use_judge and self.config.judge_model_server is None:
             raise ConfigError(f"{self.config.name}: should_use_judge is true and no judge_model_server is set; "
                               f"set judge_model_server: {{type: responses_api_models, name: <model instance>}}")
-        await run_in_process(grade, "\\boxed{1}", "1")  # start the worker processes (imports sympy once)
+        await grade_in_worker("\\boxed{1}", "1")  # start the worker processes (imports sympy once)
 
     async def _judge(self, first: str, second: str) -> bool:
         cfg = self.config
@@ -77,7 +89,7 @@ class MathWithJudgeResourcesServer(Environment[MathTask, NoState]):
 
     async def verify(self, response: Response) -> Verdict:
         try:
-            result: MathGrade = await run_in_process(grade, response.output_text(), self.task.expected_answer)
+            result = await grade_in_worker(response.output_text(), self.task.expected_answer)
         except ValueError as e:
             raise VerifierError(f"{self.config.name}: {e}") from None
         reward = result.reward

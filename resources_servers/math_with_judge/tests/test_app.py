@@ -111,3 +111,14 @@ def test_generator() -> None:
     for row in train[:200] + validation:  # every generated answer is read back by the verifier
         assert grade(f"\\boxed{{{row['expected_answer']}}}", row["expected_answer"]).reward == 1.0, row
         assert grade("", row["expected_answer"]).reward == 0.0
+
+
+@pytest.mark.anyio
+async def test_grading_survives_a_host_dropping_the_module() -> None:
+    """The host removes an environment's own modules from sys.modules after loading it (ngym.server.host)."""
+    import sys
+
+    client = make_client()
+    row = {"responses_create_params": {"input": []}, "expected_answer": "3"}
+    sys.modules.pop("resources_servers.math_with_judge.grading", None)
+    assert (await verify(client, row, "\\boxed{3}")).json()["reward"] == 1.0
