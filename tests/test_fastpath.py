@@ -376,3 +376,36 @@ async def test_hosted_servers_answer_over_http_and_in_process_in_one_loop() -> N
     assert all(local.app_for(spec.url) is None for spec in deployment.servers.values())
     with pytest.raises(httpx.ConnectError):
         httpx.get(next(iter(deployment.servers.values())).url + "/")
+
+
+@pytest.mark.parametrize("body", [
+    {"x": "9" * 10_000_000},  # 10 MB in one field
+    {"x": 1, "note": ["n" * 1000] * 10_000},  # 10 MB spread over a list
+    [{"x": "y" * 1000}] * 10_000,  # 10 MB of the wrong type
+])
+async def test_a_422_never_echoes_a_large_body(body: Any) -> None:
+    """Issue 15: a 10 MB invalid body answered with a 422 of a few hundred bytes, on the fast path
+    and the full stack alike, saying the input was truncated; a small input is echoed as FastAPI does."""
+    app = probe_app()
+    content = json.dumps(body).encode()
+    assert len(content) >= 10_000_000
+    answers = []
+    for asgi in (app, app.app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://probe") as http:
+            answer = await http.post("/model", content=content, headers={"content-type": "application/json"})
+        assert answer.status_code == 422 and answer.headers["content-type"] == "application/json"
+        assert len(answer.content) < 2_000, len(answer.content)
+        detail = answer.json()["detail"]
+        assert detail and all("truncated" in e["input"] for e in detail if isinstance(e.get("input"), str) and len(e["input"]) > 200)
+        assert any("truncated: " in str(e.get("input")) for e in detail)
+        answers.append(answer.json())
+    assert answers[0] == answers[1]
+    small = await local_422(app)
+    assert small == [{"type": "int_parsing", "loc": ["body", "x"], "msg": "Input should be a valid integer, unable to parse string as an integer", "input": "abc"}]
+
+
+async def local_422(app: FastPathApp) -> Any:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://probe") as http:
+        answer = await http.post("/model", json={"x": "abc"})
+    assert answer.status_code == 422
+    return answer.json()["detail"]

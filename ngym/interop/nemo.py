@@ -51,6 +51,7 @@ from ngym.server import client as ngym_client
 from ngym.server.transport import Transport
 from ngym.config.instance import ServerInstance
 from ngym.server.fastpath import FastPathApp
+from ngym.server.middleware import bounded_input
 from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, SessionMiddleware
 from ngym.wire.responses import FunctionCall, FunctionCallOutput, FunctionTool, Message, OutputText, Reasoning, Response
 
@@ -401,7 +402,9 @@ def guarded_verify(server: PydanticResourcesServer, handler: Callable[..., Await
         try:
             body = body_type.model_validate(row)
         except ValidationError as e:
-            raise HTTPException(422, detail=jsonable_encoder(e.errors(include_url=False))) from None
+            detail = [{**err, "input": bounded_input(err["input"])} if "input" in err else err
+                      for err in e.errors(include_url=False)]
+            raise HTTPException(422, detail=jsonable_encoder(detail)) from None
         kwargs: dict[str, Any] = {body_name: body}
         if request_name is not None:
             kwargs[request_name] = ngym_request

@@ -25,6 +25,7 @@ import typing
 from typing import ClassVar, Generic, TypeVar
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
@@ -36,7 +37,7 @@ from ngym.server.auth import TOKEN_ENV, TokenMiddleware, current_token, is_loopb
 from ngym.server.client import ServerClient
 from ngym.server.fastpath import FastPathApp, FastPathSettings, bypassable
 from ngym.server.http import json_response
-from ngym.server.middleware import ErrorMiddleware, error_answer
+from ngym.server.middleware import ErrorMiddleware, error_answer, validation_handler
 from ngym.server.process import (
     CONFIG_ENV,
     INSTANCE_ENV,
@@ -100,7 +101,9 @@ class Server(Generic[C]):
         loopback, and the fast path for JSON routes in front (:mod:`ngym.server.fastpath`, told
         what this middleware does; attributes of the FastAPI app pass through)."""
         app = self.setup_webserver()
-        enabled = bypassable(app)  # before ngym's own middleware is added
+        enabled = bypassable(app)  # before ngym's own middleware and handlers are added
+        # a 422 never echoes a large body (the fast path leaves invalid bodies to this handler)
+        app.add_exception_handler(RequestValidationError, validation_handler)
         name = self.config.name
         cookie = SessionCookie(f"{type(self).__name__}___{name}")
         app.add_middleware(ErrorMiddleware, server_name=name)

@@ -3,6 +3,9 @@
 ``500 {"error": "<Type>: <message>", "server": "<instance>"}``; a
 :class:`~ngym.errors.RolloutError` answers with its own status, ``kind`` and ``retryable``. The
 fast path (:mod:`ngym.server.fastpath`) answers errors with :func:`error_answer` too.
+
+:func:`validation_answer` writes the 422 of a body that does not validate, as FastAPI does but
+with each error's ``input`` bounded: a 10 MB body is never echoed back.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ import traceback
 from typing import Any
 
 import orjson
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ngym.errors import RolloutError
@@ -31,6 +38,37 @@ def error_answer(e: Exception, server_name: str) -> tuple[int, bytes]:
         payload.update(error=str(e), kind=e.kind, retryable=e.retryable)
         status = e.status
     return status, orjson.dumps(payload)
+
+
+#: at most this many characters of an invalid input are echoed in a 422
+ECHO_LIMIT = 200
+
+
+def bounded_input(value: Any) -> Any:
+    """``value`` as a 422 echoes it: as is when its JSON is short; else the first
+    :data:`ECHO_LIMIT` characters of its JSON and how long it was."""
+    encoded = jsonable_encoder(value)
+    text = orjson.dumps(encoded, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    if len(text) <= ECHO_LIMIT:
+        return encoded
+    return f"{text[:ECHO_LIMIT]}... (truncated: {len(text):,} characters)"
+
+
+def validation_answer(errors: Any) -> bytes:
+    """The body of a 422: FastAPI's ``{"detail": [...]}`` with every ``input`` bounded."""
+    detail = []
+    for error in errors:
+        error = dict(error)
+        if "input" in error:
+            error["input"] = bounded_input(error["input"])
+        detail.append(error)
+    return orjson.dumps({"detail": jsonable_encoder(detail)}, option=orjson.OPT_NON_STR_KEYS, default=str)
+
+
+async def validation_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's handler for :class:`RequestValidationError`, with :func:`validation_answer`."""
+    assert isinstance(exc, RequestValidationError)
+    return Response(validation_answer(exc.errors()), status_code=422, media_type="application/json")
 
 
 class ErrorMiddleware:
