@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from ngym.cli.common import DEPLOYMENT_KEYS, command_args, entrypoint, ignore_signals, load
 from ngym.rollout.collect import CollectArgs, CollectionReport, collect, iter_materialized, materialize, sibling, task_keys
 from ngym.rollout.output import OutputLock, check_output
+from ngym.rollout.task_fields import check_task_fields
 from ngym.config.deployment import Deployment, build_deployment
 from ngym.config.loader import ParserConfig
 from ngym.config.paths import resolve_path
@@ -69,6 +70,8 @@ async def _collect_with(args: CollectArgs, client: ServerClient, show_progress: 
         add_seed=args.num_repeats_add_seed,
         overrides=args.responses_create_params,
     )
+    # rows against the task fields their environments declare (GET /spec), before anything is sent
+    await check_task_fields(client, input_path, iter_materialized(materialized))
     resuming = _resume(args) and output.is_file() and output.stat().st_size > 0
     report = await collect(
         client,

@@ -229,6 +229,27 @@ def test_bad_input_is_reported_by_line_and_nothing_is_sent(workdir: Path, deploy
     assert not (workdir / "results/out.jsonl").exists()
 
 
+def test_rows_missing_their_environments_task_fields_are_bad_input_up_front(workdir: Path, deploy: Deploy, openai_api: Callable[..., int]) -> None:
+    """Issue 15: a row without the task fields its environment declares (GET /spec) is reported by
+    file:line and field before anything is sent, not after a full episode as a verifier_error;
+    rows of an environment without task fields are not held against it."""
+    api_port = openai_api()
+    path = mixed_input(workdir)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    multi = [i for i, r in enumerate(rows) if r["agent_ref"]["name"] == AGENTS["multi"]]
+    del rows[multi[1]]["expected_synonym_values"]
+    rows[multi[3]]["expected_synonym_values"] = "not a list"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, port = deploy(OPENAI, SINGLE, MULTI)
+    done = collect(workdir, port)
+    assert done.returncode == 2, done.stderr
+    assert f"in.jsonl:{multi[1] + 1}: missing task field 'expected_synonym_values'" in done.stderr
+    assert f"in.jsonl:{multi[3] + 1}: task field 'expected_synonym_values' must be array" in done.stderr
+    assert "bad_input" in done.stderr and "example_multi_step" in done.stderr and "Traceback" not in done.stderr
+    assert httpx.get(f"http://127.0.0.1:{api_port}/stats").json()["total"] == 0
+    assert not (workdir / "results/out.jsonl").exists()
+
+
 def test_sigterm_of_background_ng_run_leaves_no_process(workdir: Path) -> None:
     run, port = start(workdir, SCRIPTED, SINGLE, MULTI)
     pids = stop(run)
