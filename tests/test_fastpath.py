@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, Request
 from omegaconf import OmegaConf
@@ -409,3 +410,17 @@ async def local_422(app: FastPathApp) -> Any:
         answer = await http.post("/model", json={"x": "abc"})
     assert answer.status_code == 422
     return answer.json()["detail"]
+
+
+@pytest.mark.parametrize("body", [b"-9223372036854775809", b"[NaN]", b'{"x": 1e999}', b'{"x": [' + b"9" * 30 + b"]}"])
+async def test_a_422_of_a_value_json_or_orjson_cannot_write_is_still_a_422(body: bytes) -> None:
+    """Found by fuzzing (tests/test_fuzz.py): a body holding an integer beyond 64 bits made the
+    422 handler itself fail (500, orjson's "Integer exceeds 64-bit range"); NaN likewise."""
+    app = probe_app()
+    answers = []
+    for asgi in (app, app.app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://probe") as http:
+            answer = await http.post("/model", content=body, headers={"content-type": "application/json"})
+        assert answer.status_code == 422, answer.text
+        answers.append(orjson.loads(answer.content))  # strict JSON that ngym's clients can read
+    assert answers[0] == answers[1]

@@ -10,6 +10,7 @@ with each error's ``input`` bounded: a 10 MB body is never echoed back.
 
 from __future__ import annotations
 
+import json
 import logging
 import traceback
 from typing import Any
@@ -46,23 +47,30 @@ ECHO_LIMIT = 200
 
 def bounded_input(value: Any) -> Any:
     """``value`` as a 422 echoes it: as is when its JSON is short; else the first
-    :data:`ECHO_LIMIT` characters of its JSON and how long it was."""
+    :data:`ECHO_LIMIT` characters of its JSON and how long it was. A value JSON cannot carry
+    (NaN, an integer beyond 64 bits for orjson readers, ...) is echoed as its text."""
     encoded = jsonable_encoder(value)
-    text = orjson.dumps(encoded, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    try:
+        text = json.dumps(encoded, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        orjson.dumps(encoded)  # what ngym's own clients read it with: 64-bit integers at most
+    except (TypeError, ValueError):
+        text = json.dumps(json.dumps(encoded, ensure_ascii=False, allow_nan=True, default=str))
+        encoded = json.loads(text)
     if len(text) <= ECHO_LIMIT:
         return encoded
     return f"{text[:ECHO_LIMIT]}... (truncated: {len(text):,} characters)"
 
 
 def validation_answer(errors: Any) -> bytes:
-    """The body of a 422: FastAPI's ``{"detail": [...]}`` with every ``input`` bounded."""
+    """The body of a 422: FastAPI's ``{"detail": [...]}`` (its JSON layout) with every ``input`` bounded."""
     detail = []
     for error in errors:
         error = dict(error)
         if "input" in error:
             error["input"] = bounded_input(error["input"])
         detail.append(error)
-    return orjson.dumps({"detail": jsonable_encoder(detail)}, option=orjson.OPT_NON_STR_KEYS, default=str)
+    content = {"detail": jsonable_encoder(detail)}
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str).encode()
 
 
 async def validation_handler(request: Request, exc: Exception) -> Response:
