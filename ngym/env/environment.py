@@ -355,7 +355,11 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
                                     f"the row; rename them.")
             payload = body.model_dump(mode="json", exclude_none=True)
             payload.update(metrics)
-            return _json(orjson.dumps(payload))
+            try:
+                return _json(orjson.dumps(payload))
+            except TypeError as e:  # an integer beyond 64 bits: JSON between ngym servers cannot carry it
+                raise _bad_input(f"/verify on {self.config.name!r}: the row holds a value the answer cannot "
+                                 f"carry ({e}; integers are at most 64 bits). Fix the data row.") from None
 
         return verify
 
