@@ -11,7 +11,9 @@
     │   └── ArgumentError          a command's own argument is missing or invalid
     ├── InputError                 a JSONL input row is malformed (names file:line)
     ├── DeploymentError            servers could not be started, or one died
-    └── RolloutError               one rollout failed (typed; a bad rollout is data, not a crash)
+    ├── RolloutError               one rollout failed (typed; a bad rollout is data, not a crash)
+    │   └── VerifierError          an environment's verify could not score a rollout (``verifier_error``)
+    └── ToolError                  a tool call the model made cannot be answered; the model sees the message
 
 Messages name what is wrong (key, value, file) and how to fix it.
 """
@@ -71,3 +73,17 @@ class RolloutError(NgymError):
         self.kind = kind
         self.retryable = retryable
         self.status = status
+
+
+class VerifierError(RolloutError):
+    """Raised by an environment's ``verify`` when it cannot score a rollout (a judge timed out, an
+    answer cannot be checked): the rollout becomes a typed failure of kind ``verifier_error``
+    (HTTP 500, written to ``<out>_failures.jsonl``), never a reward of 0."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message, kind="verifier_error", retryable=retryable, status=500)
+
+
+class ToolError(NgymError):
+    """Raised by a tool to tell the model its call cannot be answered (a bad argument value, an
+    illegal move): the tool answers HTTP 200 ``{"error": "<message>"}`` and the episode goes on."""

@@ -233,8 +233,8 @@ async def test_in_process_rollout_without_sockets(hosted: ServerClient) -> None:
 
 
 async def test_in_process_calls_keep_sessions_apart(hosted: ServerClient) -> None:
-    a = await hosted.post("counter", "/seed_session", json={"initial_count": 1})
-    b = await hosted.post("counter", "/seed_session", json={"initial_count": 10})
+    a = await hosted.post("counter", "/seed_session", json={"initial_count": 1, "expected_count": 3})
+    b = await hosted.post("counter", "/seed_session", json={"initial_count": 10, "expected_count": 10})
     ca, cb = a.cookies, b.cookies
     assert ca and cb and ca != cb
     await hosted.post("counter", "/increment_counter", json={"count": 2}, cookies=ca)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,8 @@ def test_scaffolded_environment_passes_ng_test(tmp_path: Path) -> None:
     ):
         assert (env_dir / relative).is_file(), relative
     assert len((env_dir / "data/example.jsonl").read_text().splitlines()) == 5
-    assert "class TriviaEnvResourcesServer(ResourcesServer)" in (env_dir / "app.py").read_text()
+    assert "class TriviaEnvResourcesServer(Environment[Task, NoState])" in (env_dir / "app.py").read_text()
+    assert all("tools" not in json.loads(row)["responses_create_params"] for row in (env_dir / "data/example.jsonl").read_text().splitlines())
     tested = ng("ng_test", "+entrypoint=resources_servers/trivia_env", "+should_validate_data=true", cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "5 passed" in tested.stdout  # the generated tests, the conformance test among them
@@ -124,30 +126,62 @@ def failed(path: Path, validate: bool = False) -> dict[str, str]:
     return {c.name: c.detail for c in report.checks if not c.ok}
 
 
+def with_tools(env_dir: Path, change: Any = None) -> None:
+    """Give every example row the scaffold's declared tools (rows may carry them), changed by ``change``."""
+    tools = [
+        {
+            "type": "function",
+            "name": "get_capital",
+            "description": "Look up the capital city of a country.",
+            "strict": True,
+            "parameters": {
+                "type": "object",
+                "properties": {"country": {"type": "string", "description": "The country, e.g. France"}},
+                "required": ["country"],
+                "additionalProperties": False,
+            },
+        }
+    ]
+    if change is not None:
+        change(tools[0])
+    data = env_dir / "data/example.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    for row in rows:
+        row["responses_create_params"]["tools"] = tools
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_rows_may_carry_the_declared_tools(env_dir: Path) -> None:
+    with_tools(env_dir)
+    assert check_server(env_dir).ok
+
+
 def test_a_tool_argument_of_the_wrong_type(env_dir: Path) -> None:
-    edit(env_dir / "data/example.jsonl", '"country": {"type": "string"', '"country": {"type": "integer"')
-    assert "'country': the tool says ['integer'], /get_capital takes ['string']" in failed(env_dir)["tools"]
+    with_tools(env_dir, lambda t: t["parameters"]["properties"]["country"].update(type="integer"))
+    assert ("the row's tool 'get_capital' differs from QuizResourcesServer's declaration at "
+            'parameters.properties.country.type: the row has "integer", the environment declares "string"') in failed(env_dir)["tools"]
 
 
 def test_a_tool_without_a_route(env_dir: Path) -> None:
-    edit(env_dir / "data/example.jsonl", '"name": "get_capital"', '"name": "get_capitol"')
-    assert "tool 'get_capitol' has no POST /get_capitol route" in failed(env_dir)["tools"]
+    with_tools(env_dir, lambda t: t.update(name="get_capitol"))
+    assert "the row offers the tool 'get_capitol', which QuizResourcesServer does not declare" in failed(env_dir)["tools"]
 
 
 def test_a_route_that_requires_more_than_the_tool(env_dir: Path) -> None:
-    edit(env_dir / "app.py", "    country: str\n", "    country: str\n    language: str\n")
-    assert "/get_capital requires 'language'" in failed(env_dir)["tools"]
+    with_tools(env_dir)
+    edit(env_dir / "app.py", "country: str) ->", "country: str, language: str) ->")
+    assert "parameters.properties.language: the environment declares" in failed(env_dir)["tools"]
 
 
 def test_a_verify_that_crashes(env_dir: Path) -> None:
-    edit(env_dir / "app.py", "answer = body.response.output_text()", "answer = body.response.output[0].text()")
+    edit(env_dir / "app.py", "answer = response.output_text()", "answer = response.output[0].text()")
     detail = failed(env_dir)["verify"]
     assert "(empty output): /verify answered 500" in detail and "one message" not in detail
 
 
 def test_a_reward_that_is_not_a_float(env_dir: Path) -> None:
     edit(env_dir / "app.py", "reward=float(correct)", "reward=float('nan')")
-    assert "not a finite float" in failed(env_dir)["verify"]
+    assert "a reward must be finite" in failed(env_dir)["verify"]
 
 
 def test_example_data_of_four_rows(env_dir: Path) -> None:
@@ -175,7 +209,7 @@ def test_a_config_without_domain_or_agent(env_dir: Path) -> None:
 
 
 def test_an_app_that_does_not_import(env_dir: Path) -> None:
-    edit(env_dir / "app.py", "from fastapi import FastAPI", "from fastapi import NoSuchThing")
+    edit(env_dir / "app.py", "from pydantic import BaseModel", "from pydantic import NoSuchThing")
     assert "importing app.py failed: ImportError" in failed(env_dir)["app"]
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 
 from ngym.devkit.testing.asgi import wire
-from resources_servers.example_multi_step.app import MultiStepResourcesServer, MultiStepVerifyRequest
+from ngym.env import Verdict, tool
+from ngym.wire.responses import Response
+from resources_servers.example_multi_step.app import MultiStepResourcesServer
 from resources_servers.example_session_state_mgmt.app import CounterResourcesServer
 from responses_api_agents.simple_agent.app import SimpleAgent
 from responses_api_models.scripted_model.app import ScriptedModel
@@ -142,31 +145,29 @@ async def test_agent_v1_responses_returns_whole_episode() -> None:
 
 
 class FaultyEnv(MultiStepResourcesServer):
-    """Tools that raise, hang or answer plain text; a verifier that raises."""
+    """Tools that raise, hang or answer plain text; a verifier that raises (when told to)."""
 
-    def setup_webserver(self):
-        app = super().setup_webserver()
-        app.post("/explode")(self.explode)
-        app.post("/hang")(self.hang)
-        app.post("/plain")(self.plain)
-        return app
+    break_verify = False
 
-    async def explode(self) -> dict:
+    @tool
+    async def explode(self) -> dict[str, Any]:
         raise RuntimeError("tool blew up")
 
-    async def hang(self) -> dict:
+    @tool
+    async def hang(self) -> dict[str, Any]:
         await asyncio.sleep(30)
         return {}
 
-    async def plain(self):
+    @tool
+    async def plain(self) -> Any:
         from fastapi.responses import PlainTextResponse
 
         return PlainTextResponse("not json at all")
 
-    async def verify(self, body: MultiStepVerifyRequest):  # type: ignore[override]
-        if body.responses_create_params.metadata and body.responses_create_params.metadata.get("break") == "verify":
+    async def verify(self, response: Response) -> Verdict:
+        if self.break_verify:
             raise ValueError("verifier bug")
-        return await super().verify(body)
+        return await super().verify(response)
 
 
 def faulty_row(**metadata: str) -> dict:
@@ -194,7 +195,9 @@ async def test_tool_that_raises_hangs_or_answers_text_is_an_output_and_the_episo
 
 
 async def test_verifier_that_raises_is_a_typed_failure() -> None:
-    client = deploy(make(FaultyEnv, "env", domain="other"), make(ScriptedModel, "model"))
+    env = make(FaultyEnv, "env", domain="other")
+    env.break_verify = True
+    client = deploy(env, make(ScriptedModel, "model"))
     answer = await client.post("agent", "/run", json=faulty_row(**{"break": "verify"}))
     assert answer.status_code == 502
     body = answer.json()

@@ -9,12 +9,14 @@ Checks, in order (a failed step skips the ones that depend on it):
 * ``config``: ``configs/<name>.yaml`` (else every ``configs/*.yaml``) parses; one resources-server
   instance of this implementation, with a ``domain``; an agent instance refers to it; its
   datasets are valid entries, one of them of type example.
-* ``app``: ``app.py`` defines a :class:`~ngym.env.resources.ResourcesServer` subclass whose config type
-  accepts the instance's settings.
+* ``app``: ``app.py`` defines an :class:`~ngym.env.Environment` (or reference-style
+  :class:`~ngym.env.resources.ResourcesServer`) subclass whose config type accepts the instance's
+  settings (and, for an ``Environment``, whose tool and type declarations are valid).
 * ``example data``: ``data/example.jsonl`` holds exactly 5 valid rows.
-* ``tools``: every tool the example rows declare is a POST route of the server whose request body
-  accepts what the tool's parameters promise (same required keys, compatible JSON types, no
-  argument the route would reject).
+* ``tools``: for an ``Environment``, the tools a row carries agree with the declared ones (rows may
+  leave ``tools`` out); for a reference-style server, every tool the example rows declare is a POST
+  route whose request body accepts what the tool's parameters promise (same required keys,
+  compatible JSON types, no argument the route would reject).
 * ``verify``: ``/seed_session`` then ``/verify`` with a scripted response (an empty output, and a
   single assistant message) give HTTP 200 and a finite float ``reward`` for every example row.
 * with ``should_validate_data``: ``data/example_metrics.json`` exists, counts 5 examples and agrees
@@ -46,7 +48,8 @@ from ngym.config.paths import resolve_path
 from ngym.data.dataset_metrics import differences
 from ngym.errors import NgymError
 from ngym.data.prepare import POLICY_PLACEHOLDERS, agent_datasets, check_row, metrics_document, read_dataset
-from ngym.env.resources import ResourcesServer
+from ngym.env.environment import Environment
+from ngym.env.resources import ResourcesServerBase
 from ngym.server.base import section_of
 from ngym.server.client import ServerClient, response_cookies
 from ngym.devkit.testing.asgi import in_process_client
@@ -202,16 +205,16 @@ def _import_app(env_dir: Path) -> ModuleType:
     return module
 
 
-def _server_class(module: ModuleType) -> type[ResourcesServer] | None:
+def _server_class(module: ModuleType) -> type[ResourcesServerBase] | None:
     classes = [
         c for c in vars(module).values()
-        if inspect.isclass(c) and issubclass(c, ResourcesServer) and c.__module__ == module.__name__
+        if inspect.isclass(c) and issubclass(c, ResourcesServerBase) and c.__module__ == module.__name__
     ]
     leaves = [c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)]
     return leaves[0] if len(leaves) == 1 else None
 
 
-def _check_app(env_dir: Path, env: _Env, report: Conformance) -> ResourcesServer | None:
+def _check_app(env_dir: Path, env: _Env, report: Conformance) -> ResourcesServerBase | None:
     try:
         module = _import_app(env_dir)
     except Exception as e:  # noqa: BLE001 - any import failure is the finding
@@ -219,8 +222,15 @@ def _check_app(env_dir: Path, env: _Env, report: Conformance) -> ResourcesServer
         return None
     cls = _server_class(module)
     if cls is None:
-        report.add("app", ["app.py must define exactly one ResourcesServer subclass (the most derived one is served)"])
+        report.add("app", ["app.py must define exactly one Environment (or ResourcesServer) subclass (the most derived "
+                           "one is served)"])
         return None
+    if issubclass(cls, Environment):
+        try:
+            cls.tool_schemas()  # the declarations: tools, task and state types
+        except TypeError as e:
+            report.add("app", [str(e)])
+            return None
     try:
         _, _, settings = section_of(env.cfg, env.instance)
         config = cls.config_type().model_validate({**settings, "name": env.instance})
@@ -318,7 +328,16 @@ def _body_schema(openapi: dict[str, Any], path: str) -> tuple[bool, dict[str, An
     return True, (content.get("application/json") or {}).get("schema")
 
 
-def _check_tools(server: ResourcesServer, rows: list[dict[str, Any]], report: Conformance) -> None:
+def _check_tools(server: ResourcesServerBase, rows: list[dict[str, Any]], report: Conformance) -> None:
+    if isinstance(server, Environment):  # declared tools: the rows' must agree (or be left out)
+        declared = type(server).tools()
+        problems = []
+        for i, row in enumerate(rows, start=1):
+            problem = type(server).check_tools(row["responses_create_params"].get("tools"))
+            if problem:
+                problems.append(f"row {i}: {problem}")
+        report.add("tools", problems, ", ".join(declared) + " (declared)" if declared else "no tools")
+        return
     openapi = server.setup_webserver().openapi()
     components = openapi.get("components", {}).get("schemas", {})
     tools: dict[str, dict[str, Any]] = {}
@@ -352,7 +371,7 @@ SCRIPTED = {
 
 
 async def _check_verify(
-    server: ResourcesServer, instance: str, rows: list[dict[str, Any]], report: Conformance
+    server: ResourcesServerBase, instance: str, rows: list[dict[str, Any]], report: Conformance
 ) -> None:
     client = in_process_client({instance: server.build_app()})
     server.server_client = client

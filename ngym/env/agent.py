@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import httpx
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response as HTTPResponse
 
@@ -63,17 +64,43 @@ class Agent(Server[ServerConfig]):
         raise NotImplementedError
 
 
+#: failure kinds another server's answer keeps when an agent passes it on: the row is bad (the
+#: environment said so at /seed_session or /verify), or the verifier could not score the rollout
+PASSED_ON_KINDS = frozenset({"bad_input", "verifier_error"})
+
+
 def upstream_error(what: str, server: str, response: Reply, kind: str) -> RolloutError:
-    """A typed failure for a non-2xx answer from another server (429 and 5xx are retryable)."""
+    """A typed failure for a non-2xx answer from another server (429 and 5xx are retryable). A
+    typed failure the server itself reported as ``bad_input`` or ``verifier_error`` keeps its kind
+    and its ``retryable``."""
     status = response.status_code
     text = response.text[:2000]
     retryable = status == 429 or status >= 500
+    reported = _typed_failure(response)
+    if reported is not None and reported.get("kind") in PASSED_ON_KINDS:
+        kind = str(reported["kind"])
+        retryable = bool(reported.get("retryable", False))
+        text = str(reported.get("error") or text)[:2000]
+        return RolloutError(
+            f"{what} on {server!r} ({response.url}) answered HTTP {status}: {text}",
+            kind=kind,
+            retryable=retryable,
+            status=422 if kind == "bad_input" else 502,
+        )
     return RolloutError(
         f"{what} on {server!r} ({response.url}) answered HTTP {status}: {text}",
         kind=kind,
         retryable=retryable,
         status=502 if status >= 500 else (status if status == 429 else 502),
     )
+
+
+def _typed_failure(response: Reply) -> dict[str, object] | None:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) and "kind" in body else None
 
 
 SimpleResponsesAPIAgent = Agent

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 
 from ngym.config.schema import Domain, ServerConfig
@@ -26,32 +28,43 @@ class ResourcesServerConfig(ServerConfig):
     domain: Domain  # type: ignore[assignment]
 
 
-class ResourcesServer(Server[ResourcesServerConfig]):
-    """Base of every environment. Override :meth:`verify`; add tools in :meth:`setup_webserver`;
-    keep per-episode state in a :class:`SessionStore` keyed by :func:`session_id`."""
+class ResourcesServerBase(Server[ResourcesServerConfig]):
+    """What every environment serves, whichever way it is written: ``/close_session`` and the
+    session stores it empties. :class:`ResourcesServer` (reference style) and
+    :class:`ngym.env.Environment` (typed contract) derive from it."""
 
     config: ResourcesServerConfig
     server_type = "resources_servers"
 
     def setup_webserver(self) -> FastAPI:
         app = super().setup_webserver()
-        app.post("/seed_session")(self.seed_session)
-        app.post("/verify", response_model_exclude_none=True)(self.verify)
         app.post("/close_session")(self.close_session)
         return app
 
-    def session_stores(self) -> list[SessionStore[object]]:
+    def session_stores(self) -> list[SessionStore[Any]]:
         """Stores whose entry for a session ``/close_session`` drops (found on the instance)."""
         return [v for v in vars(self).values() if isinstance(v, SessionStore)]
-
-    async def seed_session(self, body: SeedSessionRequest) -> SeedSessionResponse:
-        return SeedSessionResponse()
 
     async def close_session(self, request: Request) -> dict[str, bool]:
         """Drop this episode's state (optional: state also expires after its TTL)."""
         sid = session_id(request)
         dropped = [store.pop(sid, None) is not None for store in self.session_stores()]
         return {"closed": any(dropped)}
+
+
+class ResourcesServer(ResourcesServerBase):
+    """Base of reference-style environments. Override :meth:`verify`; add tools in
+    :meth:`setup_webserver`; keep per-episode state in a :class:`SessionStore` keyed by
+    :func:`session_id`. (New environments: :class:`ngym.env.Environment`.)"""
+
+    def setup_webserver(self) -> FastAPI:
+        app = super().setup_webserver()
+        app.post("/seed_session")(self.seed_session)
+        app.post("/verify", response_model_exclude_none=True)(self.verify)
+        return app
+
+    async def seed_session(self, body: SeedSessionRequest) -> SeedSessionResponse:
+        return SeedSessionResponse()
 
     async def verify(self, body: VerifyRequest) -> VerifyResponse:
         raise NotImplementedError(f"{type(self).__name__} must implement verify()")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from ngym.env.resources import ResourcesServer, VerifyRequest, VerifyResponse
+from ngym.env import Environment, NoState, Verdict
+from ngym.wire.responses import Response
 
 _WORD = re.compile(r"[\w'’-]+", re.UNICODE)
 
@@ -28,24 +29,18 @@ def brevity_reward(words: int, max_words: int) -> float:
     return min(1.0, max_words / words)
 
 
-class BrevityVerifyRequest(VerifyRequest):
-    """A row's task field, as /verify receives it (with the model's ``response``)."""
+class BrevityTask(BaseModel):
+    """A row's task field."""
 
     max_words: int = Field(ge=1)
 
 
-class BrevityVerifyResponse(VerifyResponse):
-    #: words in the final answer
-    words: int
-    #: the answer is within ``max_words`` (reward 1.0)
-    within_limit: bool
-
-
-class BrevityResourcesServer(ResourcesServer):
-    async def verify(self, body: BrevityVerifyRequest) -> BrevityVerifyResponse:
-        words = count_words(body.response.output_text())
-        reward = brevity_reward(words, body.max_words)
-        return BrevityVerifyResponse.of(body, reward=reward, words=words, within_limit=0 < words <= body.max_words)
+class BrevityResourcesServer(Environment[BrevityTask, NoState]):
+    async def verify(self, response: Response) -> Verdict:
+        words = count_words(response.output_text())
+        reward = brevity_reward(words, self.task.max_words)
+        # metrics: the words in the final answer; whether it is within max_words (reward 1.0)
+        return Verdict(reward=reward, words=words, within_limit=0 < words <= self.task.max_words)
 
 
 if __name__ == "__main__":

@@ -8,31 +8,10 @@ from __future__ import annotations
 
 import json
 
-from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from ngym.env.resources import ResourcesServer, RunRequest, VerifyRequest, VerifyResponse
-from ngym.wire.responses import FunctionCall
-
-
-class GetSynonymValueRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    synonym: str
-
-
-class GetSynonymValueResponse(BaseModel):
-    synonym_value: int
-
-
-class ExtractSynonymValuesRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    synonym_values: list[int]
-
-
-class ExtractSynonymValuesResponse(BaseModel):
-    success: bool
+from ngym.env import Environment, NoState, Verdict, tool
+from ngym.wire.responses import FunctionCall, Response
 
 
 class MultiStepTask(BaseModel):
@@ -45,20 +24,12 @@ class MultiStepTask(BaseModel):
     minefield_label_value: int | None = None
 
 
-class MultiStepRunRequest(RunRequest, MultiStepTask):
-    pass
+class GetSynonymValueResponse(BaseModel):
+    synonym_value: int
 
 
-class MultiStepVerifyRequest(VerifyRequest, MultiStepTask):
-    pass
-
-
-class MultiStepVerifyResponse(VerifyResponse):
-    parsed_synonym_values: list[int]
-    accuracy: bool
-    set_overlap: float
-    original_term_minefield_hit: bool
-    order_instruction_following_failure: bool
+class ExtractSynonymValuesResponse(BaseModel):
+    success: bool
 
 
 def synonym_value(synonym: str) -> int:
@@ -78,27 +49,32 @@ def last_extracted_values(output: list[object]) -> list[int]:
     return []
 
 
-class MultiStepResourcesServer(ResourcesServer):
-    def setup_webserver(self) -> FastAPI:
-        app = super().setup_webserver()
-        app.post("/get_synonym_value")(self.get_synonym_value)
-        app.post("/extract_synonym_values")(self.extract_synonym_values)
-        return app
+class MultiStepResourcesServer(Environment[MultiStepTask, NoState]):
+    @tool
+    async def get_synonym_value(self, synonym: str) -> GetSynonymValueResponse:
+        """Get the value of a synonym. Returns {"synonym_value": <integer>}.
 
-    async def get_synonym_value(self, body: GetSynonymValueRequest) -> GetSynonymValueResponse:
-        return GetSynonymValueResponse(synonym_value=synonym_value(body.synonym))
+        Args:
+            synonym: The synonym to get the value for.
+        """
+        return GetSynonymValueResponse(synonym_value=synonym_value(synonym))
 
-    async def extract_synonym_values(self, body: ExtractSynonymValuesRequest) -> ExtractSynonymValuesResponse:
+    @tool
+    async def extract_synonym_values(self, synonym_values: list[int]) -> ExtractSynonymValuesResponse:
+        """Record the synonym values for the query's term. Returns {"success": <boolean>}.
+
+        Args:
+            synonym_values: The values of the term's synonyms, in order.
+        """
         return ExtractSynonymValuesResponse(success=True)
 
-    async def verify(self, body: MultiStepVerifyRequest) -> MultiStepVerifyResponse:
-        actual = last_extracted_values(body.response.output)
-        expected = body.expected_synonym_values
+    async def verify(self, response: Response) -> Verdict:
+        actual = last_extracted_values(response.output)
+        expected = self.task.expected_synonym_values
         accuracy = actual == expected
         overlap = len(set(actual) & set(expected)) / len(expected) if expected else float(not actual)
-        minefield = body.minefield_label_value is not None and body.minefield_label_value in actual
-        return MultiStepVerifyResponse.of(
-            body,
+        minefield = self.task.minefield_label_value is not None and self.task.minefield_label_value in actual
+        return Verdict(
             reward=float(accuracy),
             parsed_synonym_values=actual,
             accuracy=accuracy,

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from ngym.env.resources import ResourcesServer, VerifyRequest, VerifyResponse
+from ngym.env import Environment, NoState, Verdict, tool
+from ngym.wire.responses import Response
 
 
-class GetWeatherRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    city: str
+class NoTask(BaseModel):
+    """The rows carry no task fields."""
 
 
 class GetWeatherResponse(BaseModel):
@@ -19,17 +17,18 @@ class GetWeatherResponse(BaseModel):
     weather_description: str
 
 
-class WeatherResourcesServer(ResourcesServer):
-    def setup_webserver(self) -> FastAPI:
-        app = super().setup_webserver()
-        app.post("/get_weather")(self.get_weather)
-        return app
+class WeatherResourcesServer(Environment[NoTask, NoState]):
+    @tool
+    async def get_weather(self, city: str) -> GetWeatherResponse:
+        """Get the current weather in a city.
 
-    async def get_weather(self, body: GetWeatherRequest) -> GetWeatherResponse:
-        return GetWeatherResponse(city=body.city, weather_description=f"The weather in {body.city} is cold.")
+        Args:
+            city: The city, e.g. Paris.
+        """
+        return GetWeatherResponse(city=city, weather_description=f"The weather in {city} is cold.")
 
-    async def verify(self, body: VerifyRequest) -> VerifyResponse:
-        return VerifyResponse.of(body, reward=1.0)
+    async def verify(self, response: Response) -> Verdict:
+        return Verdict(reward=1.0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """simple_agent: call the model, run the tools it asks for, repeat until it answers; then verify.
 
-Differences from the reference (on purpose): invalid tool-call arguments, unknown tools and tool
+A row without ``responses_create_params.tools`` gets the tools the environment declares (its
+``/seed_session`` answer), and they are recorded in the rollout. Differences from the reference
+(on purpose): invalid tool-call arguments, unknown tools and tool
 timeouts go back to the model as an error output and the episode continues; usage is summed once
 per model call; the loop also stops on any ``incomplete_details`` and when a model turn has no
 tool calls; ``/run`` runs the episode in-process instead of calling its own HTTP route.
@@ -19,7 +21,7 @@ from ngym.env.agent import Agent, Episode, upstream_error
 from ngym.config.schema import ServerConfig, ServerRef
 from ngym.errors import RolloutError
 from ngym.server.client import Cookies, response_cookies
-from ngym.wire.responses import FunctionCall, FunctionCallOutput, Response, ResponseCreateParams, Usage
+from ngym.wire.responses import FunctionCall, FunctionCallOutput, FunctionTool, Response, ResponseCreateParams, Usage
 from ngym.wire.rows import RunRequest, dump
 
 
@@ -31,6 +33,17 @@ class SimpleAgentConfig(ServerConfig):
     tool_timeout_s: float = 300.0
     #: attempts per model call for transient failures (connection errors, 429, 5xx)
     model_max_attempts: int = 3
+
+
+def _declared_tools(seed_answer: bytes) -> list[dict[str, Any]]:
+    """The function tools an environment's ``/seed_session`` answer declares (none for a
+    reference-style server, which answers ``{}``)."""
+    try:
+        answer = orjson.loads(seed_answer) if seed_answer else None
+    except orjson.JSONDecodeError:
+        return []
+    tools = answer.get("tools") if isinstance(answer, dict) else None
+    return [t for t in tools if isinstance(t, dict)] if isinstance(tools, list) else []
 
 
 def _error_output(message: str) -> str:
@@ -138,7 +151,13 @@ class SimpleAgent(Agent):
         if seeded.status_code >= 400:
             raise upstream_error("/seed_session", name, seeded, kind="resources_error")
         cookies.update(response_cookies(seeded))
-        episode = await self.episode(body.responses_create_params, cookies)
+        params = body.responses_create_params
+        if not params.tools:  # the row offers none: the tools the environment declares (its /seed_session answer)
+            declared = _declared_tools(seeded.content)
+            if declared:
+                params = params.model_copy(update={"tools": [FunctionTool.model_validate(t) for t in declared]})
+                row["responses_create_params"]["tools"] = declared  # recorded in the rollout
+        episode = await self.episode(params, cookies)
         row["response"] = dump(episode.response)
         try:
             verified = await self.server_client.post(name, "/verify", json=row, cookies=episode.resources_cookies)

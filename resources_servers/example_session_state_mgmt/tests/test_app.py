@@ -18,7 +18,7 @@ def server():
 
 async def test_counter_is_per_session_and_verified(server) -> None:
     client = wire({"env": server})
-    seeded = await client.post("env", "/seed_session", json={"initial_count": 3})
+    seeded = await client.post("env", "/seed_session", json={"initial_count": 3, "expected_count": 7})
     cookies = response_cookies(seeded)
     assert cookies, "seeding starts a session"
     await client.post("env", "/increment_counter", json={"count": 4}, cookies=cookies)
@@ -32,7 +32,7 @@ async def test_counter_is_per_session_and_verified(server) -> None:
 
 async def test_forged_cookie_starts_a_new_session(server) -> None:
     client = wire({"env": server})
-    cookies = response_cookies(await client.post("env", "/seed_session", json={"initial_count": 5}))
+    cookies = response_cookies(await client.post("env", "/seed_session", json={"initial_count": 5, "expected_count": 5}))
     name, value = next(iter(cookies.items()))
     forged = {name: value.split(".")[0] + ".0000"}
     assert (await client.post("env", "/get_counter_value", cookies=forged)).json() == {"count": 0}
@@ -40,10 +40,10 @@ async def test_forged_cookie_starts_a_new_session(server) -> None:
 
 async def test_close_session_drops_state(server) -> None:
     client = wire({"env": server})
-    cookies = response_cookies(await client.post("env", "/seed_session", json={"initial_count": 5}))
-    assert len(server.counters) == 1
+    cookies = response_cookies(await client.post("env", "/seed_session", json={"initial_count": 5, "expected_count": 5}))
+    assert len(server.episodes) == 1
     assert (await client.post("env", "/close_session", cookies=cookies)).json() == {"closed": True}
-    assert len(server.counters) == 0
+    assert len(server.episodes) == 0
 
 
 @pytest.mark.skipif(not COMPAT.exists(), reason="shared/compat not present")
