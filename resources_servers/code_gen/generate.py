@@ -4,7 +4,7 @@
 (``verifier_metadata.unit_tests`` with ``fn_name``). Thirty task families, each with constants drawn
 per row (a modulus, a shift, a keyword...) and its own reference solution; the hidden tests are the
 reference solution's outputs on random inputs (edge cases included), two more examples are shown in
-the prompt. Run ``python generate.py --split train --num-rows 1000 --seed 1 --out data/train.jsonl``,
+the prompt. Run ``python -m resources_servers.code_gen.generate --split train --num-rows 1000 --seed 1 --out x.jsonl``
 or let ``ng_prepare_data`` run it from the config's dataset entry.
 """
 
