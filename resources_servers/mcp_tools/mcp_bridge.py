@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamablehttp_client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent, Tool
 from pydantic import BaseModel, Field
 
@@ -125,7 +125,7 @@ class McpConnection:
                     url = self.config.url
                     if self.config.command is not None or not url:
                         url = await self._spawn_http_server()
-                    read, write, _ = await stack.enter_async_context(streamablehttp_client(url))
+                    read, write, _ = await stack.enter_async_context(streamable_http_client(url))
                 session = await stack.enter_async_context(ClientSession(read, write))
                 await session.initialize()
                 self.tools = (await session.list_tools()).tools
