@@ -19,6 +19,7 @@ COMMANDS = {
     "ng_init_resources_server": "ngym.cli.init_resources_server",
     "ng_test": "ngym.cli.test",
     "ng_export": "ngym.cli.export",
+    "ng_eval": "ngym.cli.eval",
 }
 
 
