@@ -20,7 +20,7 @@ from ngym.env.tools import ToolChecker, build_tool, parse_docstring
 from ngym.server.client import ServerClient, response_cookies
 from ngym.wire.responses import Response
 from responses_api_agents.simple_agent.app import SimpleAgent
-from tests.fakes import QueueModel, call, make, ref, say
+from tests.fakes import COMPAT, QueueModel, call, compat_rows, make, ref, say
 
 pytestmark = pytest.mark.anyio
 
@@ -244,7 +244,7 @@ def test_tool_declaration_mistakes_are_named() -> None:
         build_tool(verify, "Env")
 
     with pytest.raises(TypeError, match="async def"):
-        tool(lambda self: None)  # type: ignore[arg-type,return-value]
+        tool(lambda self: None)  # type: ignore[type-var]
 
 
 def test_task_and_state_types_are_read_from_the_class() -> None:
@@ -385,8 +385,8 @@ async def test_rows_that_carry_the_declared_tools_are_accepted(client: ServerCli
     [
         (lambda t: t.update(name="get_clue"), "the row offers the tool 'get_clue', which HintEnv does not declare"),
         (lambda t: t["parameters"]["properties"]["level"].update(type="string"),
-         "the row's tool 'get_hint' differs from HintEnv's declaration at parameters.properties.level.type: "
-         'the row has "string", the environment declares "integer"'),
+         ("the row's tool 'get_hint' differs from HintEnv's declaration at parameters.properties.level.type: "
+          'the row has "string", the environment declares "integer"')),
         (lambda t: t["parameters"].update(required=["level", "verbose"]), "parameters.required"),
         (lambda t: t["parameters"]["properties"].pop("verbose"), "parameters.properties.verbose"),
     ],
@@ -471,8 +471,15 @@ def test_state_needs_defaults_and_types_must_be_models() -> None:
 
     with pytest.raises(TypeError, match="needs a default for every field"):
         Bad.tool_schemas()
+    class Clash(Environment[Task, NoState]):
+        @tool
+        async def seed(self) -> None:
+            """Not a tool name."""
+
+    with pytest.raises(TypeError, match=r"@tool \['seed'\] would replace"):
+        Clash.tool_schemas()
     with pytest.raises(TypeError, match="must be a pydantic BaseModel"):
-        class NotAModel(Environment[dict, NoState]):  # type: ignore[type-var]
+        class NotAModel(Environment[dict, NoState]):  # type: ignore[type-var,type-arg]
             pass
 
 
@@ -486,3 +493,81 @@ def test_a_subclass_inherits_tools_and_types() -> None:
     assert (More.task_type, More.state_type) == (Task, Guesses)
     assert [t["name"] for t in More.tool_schemas()] == ["get_hint", "guess", "guesses_so_far", "slow_square", "give_up"]
     assert [t["name"] for t in HintEnv.tool_schemas()] == ["get_hint", "guess", "guesses_so_far", "slow_square"]
+
+
+async def test_the_collector_writes_verifier_errors_and_bad_rows_as_failures_never_rewards(tmp_path: Any) -> None:
+    from ngym.rollout.collect import ROLLOUT_INDEX, TASK_INDEX, collect
+    from ngym.rollout.collect import Task as CollectTask
+
+    model = make(QueueModel, "model")
+    model.turns = [[say("Paris")], [say("judge down")]]
+    client = deploy(model)
+    rows = [ROW, with_tools([{"type": "function", "name": "get_clue"}]), ROW]
+    tasks = [CollectTask({**row, TASK_INDEX: i, ROLLOUT_INDEX: 0}, "agent", i + 1) for i, row in enumerate(rows)]
+    output = tmp_path / "out.jsonl"
+    report = await collect(client, tasks, output, concurrency=1, progress=False)
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [(r[TASK_INDEX], r["reward"]) for r in written] == [(0, 1.0)]
+    failures = [json.loads(line) for line in (tmp_path / "out_failures.jsonl").read_text().splitlines()]
+    assert [(f[TASK_INDEX], f["kind"], f["attempts"]) for f in failures] == [(1, "bad_input", 1), (2, "verifier_error", 1)]
+    assert "get_clue" in failures[0]["error"] and "the judge timed out" in failures[1]["error"]
+    assert all("reward" not in f for f in failures) and len(report.failures) == 2
+
+
+async def test_contract_routes_take_the_fast_path_and_answer_as_the_full_stack() -> None:
+    """The fast path serves the declared routes from their signatures (the argument model as the
+    body), with the same answers as FastAPI's full stack."""
+    import httpx
+
+    app = make(HintEnv, "env", domain="other").build_app()
+    assert {("POST", p) for p in ("/seed_session", "/verify", "/get_hint", "/guess", "/guesses_so_far")} <= set(app.fast.routes)
+    steps: list[tuple[str, Any]] = [
+        ("/seed_session", ROW),
+        ("/get_hint", {"level": 1}),
+        ("/get_hint", {"level": 9}),
+        ("/get_hint", {"level": 1, "extra": 1}),
+        ("/guess", {"answer": "Paris", "where": {"shelf": 1, "side": "left"}}),
+        ("/guesses_so_far", None),
+        ("/verify", answered("Paris")),
+        ("/verify", answered("judge down")),
+        ("/seed_session", {"question": "no answer"}),
+        ("/close_session", {}),
+    ]
+    answers = []
+    for asgi in (app, app.app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=asgi), base_url="http://env") as http:
+            seen = []
+            for path, body in steps:
+                answer = await http.post(path, content=b"" if body is None else json.dumps(body),
+                                         headers={"content-type": "application/json"})
+                payload = answer.json()
+                if isinstance(payload, dict) and "response" in payload:  # a fresh id and time per parse
+                    payload["response"] = {k: v for k, v in payload["response"].items() if k not in ("id", "created_at")}
+                seen.append((path, answer.status_code, payload))
+            answers.append(seen)
+    assert answers[0] == answers[1]
+    assert [status for _, status, _ in answers[0]] == [200, 200, 200, 422, 200, 200, 200, 500, 422, 200]
+
+
+@pytest.mark.skipif(not COMPAT.exists(), reason="shared/compat not present")
+@pytest.mark.parametrize("name", ["example_single_tool_call", "example_multi_step", "example_session_state_mgmt"])
+def test_the_reference_rows_carry_tools_that_agree_with_the_ported_declarations(name: str) -> None:
+    """The reference's data rows and recorded rollouts (their tools written by hand, with titles and
+    empty descriptions) pass the check against the ported environments' declarations."""
+    import importlib
+
+    module = importlib.import_module(f"resources_servers.{name}.app")
+    env = next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Environment) and v.__module__ == module.__name__)
+    rows = compat_rows(name) + compat_rows(name, "example_rollouts.jsonl")
+    assert all(row["responses_create_params"].get("tools") for row in rows)
+    assert [env.check_tools(row["responses_create_params"]["tools"]) for row in rows] == [None] * len(rows)
+
+
+async def test_run_in_process_runs_a_function_in_another_process() -> None:
+    import math
+    import os
+
+    from ngym.env import run_in_process
+
+    assert await run_in_process(math.factorial, 20) == 2432902008176640000
+    assert await run_in_process(os.getpid) != os.getpid()

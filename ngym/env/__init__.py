@@ -4,13 +4,14 @@
 
 ``Environment[Task, State]`` is the typed contract (docs/writing-an-environment.md); the
 reference-style names (``ResourcesServer``, ``VerifyRequest``, ...) serve environments written for
-the reference system unchanged. ``tests/test_env_contract.py`` guards this list.
+the reference system unchanged. ``tests/test_env_contract.py`` guards this list. (This file imports
+only its own submodules, so importing any ngym module never cycles back through it.)
 """
 
 from __future__ import annotations
 
 from ngym.env.blocking import run_blocking, run_in_process
-from ngym.env.environment import EnvConfig, Environment, NoState, Verdict
+from ngym.env.environment import EnvConfig, Environment, NoState, ToolError, Verdict, VerifierError
 from ngym.env.resources import (
     ResourcesServer,
     ResourcesServerConfig,
@@ -21,7 +22,6 @@ from ngym.env.resources import (
     VerifyResponse,
 )
 from ngym.env.tools import tool
-from ngym.errors import ToolError, VerifierError
 
 __all__ = [
     "EnvConfig",

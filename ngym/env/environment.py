@@ -29,13 +29,15 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import Response as HTTPResponse
 
-from ngym.errors import RolloutError, ToolError, VerifierError
 from ngym.env.resources import ResourcesServerBase, ResourcesServerConfig
 from ngym.env.tools import ToolChecker, ToolSpec, build_tool, is_tool
+from ngym.errors import RolloutError, ToolError, VerifierError
 from ngym.server.client import ServerClient
 from ngym.server.sessions import SessionStore, session_id
 from ngym.wire.responses import Response
 from ngym.wire.rows import VerifyRequest
+
+__all__ = ["EnvConfig", "Environment", "Episode", "NoState", "ToolError", "Verdict", "VerifierError"]
 
 JSON = "application/json"
 #: row keys a verdict's metrics may not overwrite
@@ -65,6 +67,9 @@ class Verdict(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     reward: float
+
+    def __init__(self, reward: float, **metrics: Any) -> None:
+        super().__init__(reward=reward, **metrics)
 
 
 TaskT = TypeVar("TaskT", bound=BaseModel)
@@ -211,7 +216,7 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
     def tool_schemas(cls) -> list[dict[str, Any]]:
         """The tools the model is given: Responses-API function tools
         ``{"type": "function", "name", "description", "parameters", "strict"}``."""
-        return orjson.loads(cls._declarations().tools_json)  # a copy the caller may change
+        return typing.cast(list[dict[str, Any]], orjson.loads(cls._declarations().tools_json))  # a copy
 
     @classmethod
     def check_tools(cls, tools: Any) -> str | None:
@@ -223,7 +228,7 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
     @classmethod
     def spec(cls) -> dict[str, Any]:
         """What ``GET /spec`` answers: the tools and the task's JSON schema."""
-        return orjson.loads(cls._declarations().spec_json)
+        return typing.cast(dict[str, Any], orjson.loads(cls._declarations().spec_json))
 
     # ---- serving --------------------------------------------------------------------------------
 
@@ -242,8 +247,8 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
         decl = self._declarations()
         app.post("/seed_session", response_model=None)(self._seed_endpoint(decl))
         app.post("/verify", response_model=None)(self._verify_endpoint(decl))
-        for spec in decl.tools.values():
-            app.post(f"/{spec.name}", response_model=None, name=spec.name)(self._tool_endpoint(spec))
+        for declared in decl.tools.values():
+            app.post(f"/{declared.name}", response_model=None, name=declared.name)(self._tool_endpoint(declared))
         spec_answer = decl.spec_json
 
         @app.get("/spec", response_model=None)
@@ -366,7 +371,7 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
         )
         request = Parameter("request", Parameter.POSITIONAL_OR_KEYWORD, annotation=Request)
         params = [request, body] if spec.body_optional else [body, request]
-        setattr(endpoint, "__signature__", Signature(params, return_annotation=HTTPResponse))
+        setattr(endpoint, "__signature__", Signature(params, return_annotation=HTTPResponse))  # noqa: B010 (a function attribute mypy does not know)
         endpoint.__name__ = endpoint.__qualname__ = spec.name
         endpoint.__doc__ = spec.schema["description"] or None
         return endpoint
@@ -387,27 +392,31 @@ class _Declarations:
     spec_json: bytes
 
     @staticmethod
-    def of(cls: type[Environment[Any, Any]]) -> _Declarations:
-        task_type, state_type = cls.task_type, cls.state_type
+    def of(env: type[Environment[Any, Any]]) -> _Declarations:
+        task_type, state_type = env.task_type, env.state_type
         for what, value in (("task", task_type), ("state", state_type)):
             if not (isinstance(value, type) and issubclass(value, BaseModel)):
-                raise TypeError(f"{cls.__name__} is generic in its {what} type ({value!r}); subclass "
-                                f"{cls.__name__}[Task, State] with concrete models to serve it.")
+                raise TypeError(f"{env.__name__} is generic in its {what} type ({value!r}); subclass "
+                                f"{env.__name__}[Task, State] with concrete models to serve it.")
         try:
             state_type()
         except ValidationError:
-            raise TypeError(f"{cls.__name__}: its State {state_type.__name__} needs a default for every field "
+            raise TypeError(f"{env.__name__}: its State {state_type.__name__} needs a default for every field "
                             f"(a fresh State() starts each episode; set fields in seed()).") from None
         names: list[str] = []
-        for klass in reversed(cls.__mro__):
+        for klass in reversed(env.__mro__):
             for name, value in vars(klass).items():
                 if is_tool(value) and name not in names:
                     names.append(name)
+        taken = sorted(name for name in names if hasattr(Environment, name))
+        if taken:
+            raise TypeError(f"{env.__name__}: @tool {taken} would replace what every Environment has "
+                            f"(self.task, self.state, seed(), verify(), ...); rename the method.")
         tools = {}
         for name in names:
-            method = getattr(cls, name)
+            method = getattr(env, name)
             if is_tool(method):  # (an override without @tool is no tool)
-                tools[name] = build_tool(method, cls.__name__)
+                tools[name] = build_tool(method, env.__name__)
         schemas = [spec.schema for spec in tools.values()]
         task_keys: frozenset[str] | None = None
         if task_type.model_config.get("extra") != "allow":
@@ -424,7 +433,7 @@ class _Declarations:
             task_type=task_type,
             state_type=state_type,
             task_keys=task_keys,
-            checker=ToolChecker(cls.__name__, tools),
+            checker=ToolChecker(env.__name__, tools),
             tools_json=orjson.dumps(schemas),
             seed_json=orjson.dumps({"tools": schemas}),
             spec_json=orjson.dumps({"tools": schemas, "task_schema": task_type.model_json_schema()}),

@@ -23,6 +23,24 @@ from ngym.server.base import Server
 from ngym.server.sessions import SessionStore, session_id
 from ngym.wire.rows import RunRequest, SeedSessionRequest, SeedSessionResponse, VerifyRequest, VerifyResponse
 
+__all__ = [
+    "BaseResourcesServerConfig",
+    "BaseRunRequest",
+    "BaseSeedSessionRequest",
+    "BaseSeedSessionResponse",
+    "BaseVerifyRequest",
+    "BaseVerifyResponse",
+    "ResourcesServer",
+    "ResourcesServerBase",
+    "ResourcesServerConfig",
+    "RunRequest",
+    "SeedSessionRequest",
+    "SeedSessionResponse",
+    "SimpleResourcesServer",
+    "VerifyRequest",
+    "VerifyResponse",
+]
+
 
 class ResourcesServerConfig(ServerConfig):
     domain: Domain  # type: ignore[assignment]

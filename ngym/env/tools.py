@@ -49,7 +49,7 @@ def tool(fn: F) -> F:
         raise TypeError(f"@tool {getattr(fn, '__qualname__', fn)!r} must be declared `async def` (use "
                         f"`await ngym.env.run_blocking(...)` for blocking work inside it).")
     setattr(fn, TOOL_MARK, True)
-    return fn
+    return typing.cast(F, fn)
 
 
 def is_tool(value: object) -> bool:

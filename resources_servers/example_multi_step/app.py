@@ -7,6 +7,7 @@ the expected order. Extra metrics say how a wrong answer went wrong.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from pydantic import BaseModel
 
@@ -37,7 +38,7 @@ def synonym_value(synonym: str) -> int:
     return sum(map(ord, synonym))
 
 
-def last_extracted_values(output: list[object]) -> list[int]:
+def last_extracted_values(output: Sequence[object]) -> list[int]:
     """Values of the last ``extract_synonym_values`` call, or ``[]`` (also for unparseable arguments)."""
     for item in reversed(output):
         if isinstance(item, FunctionCall) and item.name == "extract_synonym_values":
