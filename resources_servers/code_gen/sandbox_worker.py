@@ -14,6 +14,8 @@ outside the sandbox compares. A program that prints "passed", exits early, kills
 writes records of its own gains nothing it could not get by computing the right answers.
 """
 
+from __future__ import annotations
+
 import builtins
 import io
 import json
@@ -22,11 +24,12 @@ import select
 import signal
 import sys
 import traceback
+from typing import Any, NoReturn
 
 OUT = os.dup(1)
 
 
-def emit(record):
+def emit(record: dict[str, Any]) -> None:
     data = (json.dumps(record) + "\n").encode()
     while data:
         data = data[os.write(OUT, data):]
@@ -36,16 +39,16 @@ class Timeout(BaseException):
     pass
 
 
-def _alarm(signum, frame):
+def _alarm(signum: int, frame: object) -> None:
     raise Timeout()
 
 
-def run_call(job):
+def run_call(job: dict[str, Any]) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
     code = job["code"]
-    namespace = {"__name__": "solution", "__builtins__": builtins}
+    namespace: dict[str, Any] = {"__name__": "solution", "__builtins__": builtins}
     try:
         exec(compile(code, "<solution>", "exec"), namespace)
         target = namespace["Solution"]() if "class Solution" in code and "Solution" in namespace else None
@@ -77,7 +80,7 @@ def run_call(job):
             emit({"i": i, "status": "error", "error": message})
 
 
-def _child(code, stdin_fd, stdout_fd, stderr_fd):
+def _child(code: str, stdin_fd: int, stdout_fd: int, stderr_fd: int) -> NoReturn:
     os.dup2(stdin_fd, 0)
     os.dup2(stdout_fd, 1)
     os.dup2(stderr_fd, 2)
@@ -103,7 +106,7 @@ def _child(code, stdin_fd, stdout_fd, stderr_fd):
     os._exit(status & 0xFF)
 
 
-def _memfd(name, data=b""):
+def _memfd(name: str, data: bytes = b"") -> int:
     fd = os.memfd_create(name)
     while data:
         data = data[os.write(fd, data):]
@@ -111,7 +114,7 @@ def _memfd(name, data=b""):
     return fd
 
 
-def _read(fd, limit):
+def _read(fd: int, limit: int) -> str:
     os.lseek(fd, 0, os.SEEK_SET)
     chunks, size = [], 0
     while size < limit:
@@ -123,7 +126,7 @@ def _read(fd, limit):
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def run_stdio(job):
+def run_stdio(job: dict[str, Any]) -> None:
     limit = job["max_output"]
     for i, text in enumerate(job["inputs"]):
         fin, fout, ferr = _memfd("in", text.encode()), _memfd("out"), _memfd("err")
@@ -137,7 +140,7 @@ def run_stdio(job):
             os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         os.close(pidfd)
-        record = {"i": i, "stdout": _read(fout, limit)}
+        record: dict[str, Any] = {"i": i, "stdout": _read(fout, limit)}
         if job.get("stderr"):
             record["stderr"] = _read(ferr, limit)
         if timed_out:
@@ -154,13 +157,14 @@ def run_stdio(job):
         emit(record)
 
 
-def _site_exit(code=None):
+def _site_exit(code: object = None) -> NoReturn:
     raise SystemExit(code)
 
 
-def main():
+def main() -> None:
     if not hasattr(builtins, "exit"):  # -S skips site, which defines exit() and quit(); programs use them
-        builtins.exit = builtins.quit = _site_exit
+        setattr(builtins, "exit", _site_exit)
+        setattr(builtins, "quit", _site_exit)
     job = json.loads(sys.stdin.buffer.read())
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)

@@ -91,7 +91,7 @@ class McpConnection:
         return [self.config.command or sys.executable, *(self.config.args or [str(SAMPLE_SERVER)])]
 
     async def _spawn_http_server(self) -> str:
-        url = self.config.url
+        url = self.config.url or ""
         port = urlparse(url).port if url else None
         if port is None:
             port = _free_port()
@@ -103,7 +103,7 @@ class McpConnection:
                                                             stdout=asyncio.subprocess.DEVNULL,
                                                             stderr=asyncio.subprocess.DEVNULL)
         deadline = time.monotonic() + self.config.startup_timeout_s
-        host = urlparse(url).hostname or "127.0.0.1"
+        host = str(urlparse(url).hostname or "127.0.0.1")
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
                 raise McpError(f"the MCP server {command} exited with status {self.process.returncode} at start-up")

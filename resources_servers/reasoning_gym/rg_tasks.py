@@ -82,7 +82,7 @@ def extract(text: str, fallback_to_text: bool = False) -> str | None:
 
     found = extract_answer(text, tag_name="answer")
     if found is not None:
-        return found
+        return str(found)
     boxed = _BOXED.findall(text)
     if boxed:
         return str(boxed[-1]).strip()

@@ -31,7 +31,7 @@ from resources_servers.text_to_sql.sql_core import (
     same_result,
 )
 
-_BLOCK = re.compile(r"```[ \t]*([A-Za-z]*)[^\n]*\n(.*?)```", re.S)
+_BLOCK = re.compile(r"```[ \t]*([A-Za-z]*)[^\n]*\n(.*?)```", re.DOTALL)
 VARIANT_STRIDE = 7_919_000
 
 

@@ -24,6 +24,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,7 +122,7 @@ class _Cache:
         self.items: OrderedDict[str, bytes] = OrderedDict()
         self.lock = threading.Lock()
 
-    def get(self, key: str, build: Any) -> bytes:
+    def get(self, key: str, build: Callable[[], bytes]) -> bytes:
         with self.lock:
             if key in self.items:
                 self.items.move_to_end(key)
@@ -145,7 +146,7 @@ def build_database(domain: str, seed: int) -> bytes:
     def build() -> bytes:
         conn = populate(DOMAINS[domain], seed)
         try:
-            return conn.serialize()
+            return bytes(conn.serialize())
         finally:
             conn.close()
 
@@ -153,14 +154,14 @@ def build_database(domain: str, seed: int) -> bytes:
 
 
 _TRANSLATIONS = [
-    (re.compile(r"\)\s*ENGINE\s*=\s*\w+[^;]*;", re.I), ");"),
-    (re.compile(r"\bAUTO_INCREMENT\b", re.I), ""),
-    (re.compile(r"\bUNSIGNED\b", re.I), ""),
-    (re.compile(r"\bBIGSERIAL\b|\bSERIAL\b", re.I), "INTEGER"),
-    (re.compile(r"\bINT\s+PRIMARY\s+KEY\b", re.I), "INTEGER PRIMARY KEY"),
-    (re.compile(r"\bON\s+UPDATE\s+CURRENT_TIMESTAMP\b", re.I), ""),
-    (re.compile(r"\bENUM\s*\([^)]*\)", re.I), "TEXT"),
-    (re.compile(r"\b(?:COMMENT)\s+'[^']*'", re.I), ""),
+    (re.compile(r"\)\s*ENGINE\s*=\s*\w+[^;]*;", re.IGNORECASE), ");"),
+    (re.compile(r"\bAUTO_INCREMENT\b", re.IGNORECASE), ""),
+    (re.compile(r"\bUNSIGNED\b", re.IGNORECASE), ""),
+    (re.compile(r"\bBIGSERIAL\b|\bSERIAL\b", re.IGNORECASE), "INTEGER"),
+    (re.compile(r"\bINT\s+PRIMARY\s+KEY\b", re.IGNORECASE), "INTEGER PRIMARY KEY"),
+    (re.compile(r"\bON\s+UPDATE\s+CURRENT_TIMESTAMP\b", re.IGNORECASE), ""),
+    (re.compile(r"\bENUM\s*\([^)]*\)", re.IGNORECASE), "TEXT"),
+    (re.compile(r"\b(?:COMMENT)\s+'[^']*'", re.IGNORECASE), ""),
 ]
 
 
@@ -174,7 +175,7 @@ def database_from_context(sql_context: str) -> bytes:
         conn = sqlite3.connect(":memory:", check_same_thread=False)
         try:
             conn.executescript(text)
-            return conn.serialize()
+            return bytes(conn.serialize())
         except sqlite3.Error as e:
             raise ValueError(f"sql_context does not run in SQLite ({e}); its first 200 characters: "
                              f"{sql_context[:200]!r}") from e
@@ -312,7 +313,7 @@ def same_result(got: list[Row], want: list[Row], ordered: bool) -> bool:
     return False
 
 
-_ORDER_BY = re.compile(r"\border\s+by\b", re.I)
+_ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
 
 
 def asks_for_order(gold_sql: str) -> bool:
