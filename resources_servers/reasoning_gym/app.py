@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ngym.env import EnvConfig, Environment, NoState, Verdict, VerifierError, run_blocking
 from ngym.wire.responses import Response
-from resources_servers.reasoning_gym.rg_tasks import extract, scorer
+from resources_servers.reasoning_gym.rg_tasks import extract, scorer, scoring_entry
 
 
 class Metadata(BaseModel):
@@ -41,7 +41,7 @@ class ReasoningGymConfig(EnvConfig):
 
 
 def _score(task: str, answer: str, entry: dict[str, Any]) -> float:
-    return float(scorer(task)(answer=answer, entry=entry))
+    return float(scorer(task)(answer=answer, entry=scoring_entry(task, entry)))
 
 
 class ReasoningGymEnvironment(Environment[ReasoningGymTask, NoState]):

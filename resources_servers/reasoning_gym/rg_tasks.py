@@ -19,6 +19,9 @@ from pydantic import BaseModel, Field
 #: is the package's own mixer (this environment mixes instead). They are served when configured.
 NO_REFERENCE_ANSWER = frozenset({"boxnet", "graph_color", "propositional_logic", "rubiks_cube", "rush_hour"})
 EXCLUDED = frozenset({"composite"})
+#: tasks whose scorer compares metadata grids as tuples of tuples: JSON rows hold lists, so their
+#: metadata is turned back into tuples before scoring (else every answer, the right one too, gets 0.05)
+TUPLE_METADATA = frozenset({"arc_agi", "rearc"})
 _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 
 
@@ -89,6 +92,21 @@ def extract(text: str, fallback_to_text: bool = False) -> str | None:
     if fallback_to_text and text.strip():
         return text.strip()
     return None
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def scoring_entry(task: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry as the package's scorer expects it after the row's JSON round trip."""
+    if task in TUPLE_METADATA:
+        return {**entry, "metadata": _tuples(entry["metadata"])}
+    return entry
 
 
 def scorer(task: str) -> Callable[..., float]:

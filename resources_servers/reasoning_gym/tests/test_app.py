@@ -58,6 +58,12 @@ async def test_oracle_and_empty(client: ServerClient) -> None:
         assert (await verify(client, row, ""))["reward"] == 0.0
 
 
+async def test_grid_tasks_score_after_the_json_round_trip(client: ServerClient) -> None:
+    for row in generate("validation", 6, 1, {"rearc": {}, "arc_agi": {}}):
+        row = json.loads(json.dumps(row))  # as read from a JSONL file
+        assert (await verify(client, row, f"<answer>{row['answer']}</answer>"))["reward"] == 1.0
+
+
 async def test_answer_forms(client: ServerClient) -> None:
     row = next(r for r in generate("validation", 40, 5, MIX) if r["metadata"]["source_dataset"] == "basic_arithmetic")
     answer = row["answer"]
