@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ngym.rollout.collect import Task, run_tasks  # noqa: E402
-from ngym.server.base import tune_gc  # noqa: E402
+from ngym.server.process import tune_gc  # noqa: E402
 from ngym.server.client import ServerClient, fetch_global_config  # noqa: E402
 from ngym.config.schema import HeadServerConfig  # noqa: E402
 

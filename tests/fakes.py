@@ -22,7 +22,7 @@ COMPAT = REPO.parent / "shared" / "compat" / "reference-v0.2.1"
 def make(cls: type[S], name: str, **settings: Any) -> S:
     """A server instance configured as its YAML section would configure it."""
     config = cls.config_type().model_validate({"name": name, "entrypoint": "app.py", **settings})
-    return cls(config, ServerClient({}))  # type: ignore[arg-type]
+    return cls(config, ServerClient({}))
 
 
 def ref(server_type: str, name: str) -> dict[str, str]:

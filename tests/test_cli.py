@@ -27,6 +27,16 @@ COMMANDS = {
     "ng_version": "ngym.cli.version",
     "ng_help": "ngym.cli.help",
 }
+#: every command, for running one (COMMANDS: the ones whose help is checked, concurrently)
+ALL_COMMANDS = {
+    **COMMANDS,
+    "ng_viewer": "ngym.cli.viewer",
+    "ng_prepare_data": "ngym.cli.prepare_data",
+    "ng_reward_profile": "ngym.cli.reward_profile",
+    "ng_init_resources_server": "ngym.cli.init_resources_server",
+    "ng_test": "ngym.cli.test",
+    "ng_export": "ngym.cli.export",
+}
 TIMEOUT_S = 60
 
 
@@ -35,7 +45,7 @@ def argv(command: str, *args: str) -> list[str]:
     script = BIN / command
     if script.exists():
         return [str(script), *args]
-    code = f"import sys; sys.argv[0] = {command!r}; from {COMMANDS[command]} import main; main()"
+    code = f"import sys; sys.argv[0] = {command!r}; from {ALL_COMMANDS[command]} import main; main()"
     return [sys.executable, "-c", code, *args]
 
 
@@ -294,3 +304,129 @@ def test_status_without_a_deployment(workdir: Path) -> None:
     output = proc.stdout + proc.stderr
     assert f"127.0.0.1:{port}" in output
     assert "ng_run" in output
+
+
+# ---- issue 15: a typo, a second run or a bad value destroys nothing --------------------------
+
+#: per command: a mistyped key, the key it should suggest, and the arguments that are otherwise valid
+TYPOS = {
+    "ng_collect_rollouts": ("+resum=true", "+resume", ["+input_jsonl_fpath=in.jsonl", "+output_jsonl_fpath=out.jsonl"]),
+    "ng_run": ("+max_restart=1", "+max_restarts", [f"+config_paths=[{SINGLE_TOOL_YAML}]"]),
+    "ng_dump_config": ("+startup_timout_s=1", "+startup_timeout_s", [f"+config_paths=[{OPENAI_MODEL_YAML}]"]),
+    "ng_status": ("+head_servr.port=1", "+head_server", []),
+    "ng_version": ("+jsn=true", "+json", []),
+    "ng_help": ("+verbose=true", None, []),
+    "ng_viewer": ("+jsonl_fpth=x.jsonl", "+jsonl_fpath", ["+jsonl_fpath=x.jsonl"]),
+    "ng_prepare_data": ("+output_dirpth=o", "+output_dirpath", [f"+config_paths=[{SINGLE_TOOL_YAML}]"]),
+    "ng_reward_profile": ("+pass_treshold=0.5", "+pass_threshold", ["+rollouts_jsonl_fpath=x.jsonl"]),
+    "ng_init_resources_server": ("+entrypont=x", "+entrypoint", ["+entrypoint=resources_servers/x"]),
+    "ng_test": ("+should_validate=true", "+should_validate_data", ["+entrypoint=resources_servers/x"]),
+    "ng_export": ("+min_rewrd=1", "+min_reward", ["+input_jsonl_fpath=a.jsonl", "+output_jsonl_fpath=b.jsonl"]),
+}
+
+
+@pytest.mark.parametrize("command", TYPOS)
+def test_every_command_refuses_an_unknown_key_with_a_suggestion(workdir: Path, command: str) -> None:
+    typo, suggestion, valid = TYPOS[command]
+    proc = ng(command, *valid, typo, cwd=workdir)
+    message = assert_user_error(proc, typo.split("=")[0].split(".")[0], "unknown argument")
+    if suggestion:
+        assert f"did you mean {suggestion}?" in message
+    assert proc.returncode == 2
+    assert not (workdir / "resources_servers").exists() and not (workdir / "b.jsonl").exists()  # nothing was done
+
+
+def test_keys_the_config_files_define_or_interpolate_are_not_unknown(workdir: Path) -> None:
+    proc = ng(
+        "ng_dump_config", f"+config_paths=[{OPENAI_MODEL_YAML}]", "+policy_base_url=http://x/v1",
+        "+policy_api_key=sk-a", "+policy_model_name=m", "++policy_model.responses_api_models.openai_model.port=12345",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "port: 12345" in proc.stdout
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_limit_below_one_is_an_error(workdir: Path, limit: str) -> None:
+    proc = ng("ng_collect_rollouts", "+input_jsonl_fpath=in.jsonl", "+output_jsonl_fpath=out.jsonl", f"+limit={limit}", cwd=workdir)
+    assert_user_error(proc, f"+limit={limit}", "greater than or equal to 1")
+
+
+def collect_args(*extra: str) -> list[str]:
+    return ["+input_jsonl_fpath=in.jsonl", "+output_jsonl_fpath=out.jsonl", "+agent_name=a",
+            f"+head_server.port={free_port()}", *extra]
+
+
+def test_output_that_is_the_input_is_refused(workdir: Path) -> None:
+    data = json.dumps({"responses_create_params": {"input": "hi"}}) + "\n"
+    (workdir / "in.jsonl").write_text(data)
+    for output in ("in.jsonl", "./in.jsonl", str(workdir / "in.jsonl")):
+        proc = ng("ng_collect_rollouts", "+input_jsonl_fpath=in.jsonl", f"+output_jsonl_fpath={output}", "+resume=true",
+                  cwd=workdir)
+        assert_user_error(proc, "in.jsonl", "also a file this run writes")
+    proc = ng("ng_collect_rollouts", "+input_jsonl_fpath=in_materialized_inputs.jsonl", "+output_jsonl_fpath=in.jsonl",
+              cwd=workdir)  # the input is a file the run would write next to the output
+    assert_user_error(proc, "would be overwritten")
+    assert (workdir / "in.jsonl").read_text() == data
+
+
+def test_a_non_empty_output_is_never_truncated_without_a_choice(workdir: Path) -> None:
+    (workdir / "in.jsonl").write_text(json.dumps({"responses_create_params": {"input": "hi"}}) + "\n")
+    kept = "".join(json.dumps({"_ng_task_index": i, "_ng_rollout_index": 0, "reward": 1.0}) + "\n" for i in range(30))
+    (workdir / "out.jsonl").write_text(kept)
+    proc = ng("ng_collect_rollouts", *collect_args(), cwd=workdir)
+    assert_user_error(proc, "out.jsonl", "30 line(s)", "+resume=true", "+overwrite=true")
+    proc = ng("ng_collect_rollouts", *collect_args("+resume=true", "+overwrite=true"), cwd=workdir)
+    assert_user_error(proc, "pass one of them")
+    assert (workdir / "out.jsonl").read_text() == kept
+
+
+def test_an_output_that_is_a_directory_or_not_writable_is_refused_up_front(workdir: Path) -> None:
+    (workdir / "in.jsonl").write_text(json.dumps({"responses_create_params": {"input": "hi"}}) + "\n")
+    (workdir / "results").mkdir()
+    proc = ng("ng_collect_rollouts", "+input_jsonl_fpath=in.jsonl", "+output_jsonl_fpath=results", cwd=workdir)
+    assert_user_error(proc, "is a directory")
+    proc = ng("ng_collect_rollouts", "+input_jsonl_fpath=in.jsonl", "+output_jsonl_fpath=/proc/ngym/out.jsonl", cwd=workdir)
+    assert_user_error(proc, "/proc/ngym/out.jsonl", "another +output_jsonl_fpath")
+
+
+def test_secrets_are_masked_in_override_and_argument_errors(workdir: Path) -> None:
+    secret = "sk-live-9f8e7d6c5b4a"
+    proc = ng("ng_dump_config", f"+config_paths=[{OPENAI_MODEL_YAML}]", f"+policy_api_key={secret}'oops", cwd=workdir)
+    assert_user_error(proc, "policy_api_key")
+    assert secret not in proc.stderr + proc.stdout
+    proc = ng("ng_dump_config", f"+config_paths=[{OPENAI_MODEL_YAML}]", f"+policy_api_key={secret}",
+              "+policy_base_url=x", "+policy_model_name=m", "+head_server.port=99999", cwd=workdir)
+    assert_user_error(proc, "99999", "out of range")
+    assert secret not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("port", ["70000", "-5", "abc"])
+def test_an_out_of_range_port_is_a_clear_error(workdir: Path, port: str) -> None:
+    proc = ng("ng_status", f"+head_server.port={port}", cwd=workdir)
+    assert_user_error(proc, "head_server", port)
+
+
+def test_a_port_with_only_time_wait_connections_is_free() -> None:
+    from ngym.config.deployment import _port_is_free
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    accepted.close()  # the server side closes first: its end of the connection waits in TIME-WAIT
+    client.recv(1)
+    client.close()
+    server.close()
+    states = subprocess.run(["ss", "-tan", f"sport = :{port}"], capture_output=True, text=True).stdout
+    if "TIME-WAIT" not in states:
+        pytest.skip("no TIME-WAIT connection to test with (ss missing?)")
+    assert _port_is_free("127.0.0.1", port)
+    with socket.socket() as busy:  # a listening server still makes it taken
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        assert not _port_is_free("127.0.0.1", port)

@@ -322,3 +322,178 @@ def test_run_tasks_draws_rows_lazily_and_bounds_in_flight() -> None:
     assert count == 20_000
     assert peak <= 500
     assert pulled_at_first <= 501  # rows are read as slots free up, not all up front
+
+
+# ---- issue 15: a bad reply, a bad line, a changed input, a full disk -------------------------
+
+import asyncio  # noqa: E402
+import errno  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import tracemalloc  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+
+import httpx  # noqa: E402
+
+from ngym.rollout.collect import INPUT_FP, collect, iter_materialized, materialize, run_task, task_keys  # noqa: E402
+from ngym.server.client import ServerClient  # noqa: E402
+
+
+class ScriptedAgentClient(ServerClient):
+    """An in-process stand-in for an agent's ``/run``: ``answer(row)`` gives the reply (or raises)."""
+
+    def __init__(self, answer: Callable[[dict[str, Any]], httpx.Response]) -> None:
+        super().__init__({"a": "http://agent.test"})
+        self.answer = answer
+        self.calls = 0
+
+    async def post(self, server_name, url_path, json=None, cookies=None, timeout=None):  # type: ignore[override]
+        self.calls += 1
+        await asyncio.sleep(0)
+        return self.answer(json)
+
+
+def echo_reward(row: dict[str, Any]) -> httpx.Response:
+    """A well-behaved agent: the row back, with reward 1."""
+    return httpx.Response(200, json={**row, "reward": 1.0})
+
+
+def materialized(tmp_path: Path, rows: list[Any], name: str = "in.jsonl", **options: Any) -> Path:
+    path = write_rows(tmp_path / name, rows)
+    target = tmp_path / "out_materialized_inputs.jsonl"
+    materialize(path, target, agent_name="a", **options)
+    return target
+
+
+def run_collect(client: ServerClient, inputs: Path, out: Path, **options: Any):  # -> CollectionReport
+    current = task_keys(inputs) if options.get("resume") and out.exists() else None
+    return asyncio.run(collect(client, iter_materialized(inputs), out, progress=False, current=current, **options))
+
+
+NOT_ROLLOUTS = {
+    "not JSON": b"<html>502 Bad Gateway</html>",
+    "a JSON list": b"[1, 2]",
+    "NaN": b"NaN",
+    "a NaN reward": b'{"reward": NaN}',
+    "no reward": b'{"response": {}}',
+    "a string reward": b'{"reward": "1.0"}',
+    "a boolean reward": b'{"reward": true}',
+    "a null reward": b'{"reward": null}',
+}
+
+
+@pytest.mark.parametrize("body", NOT_ROLLOUTS.values(), ids=NOT_ROLLOUTS.keys())
+def test_an_http_200_that_is_not_a_rollout_is_a_typed_failure_not_a_crash(tmp_path: Path, body: bytes) -> None:
+    inputs = materialized(tmp_path, [row()])
+    client = ScriptedAgentClient(lambda _: httpx.Response(200, content=body))
+    report = run_collect(client, inputs, tmp_path / "out.jsonl")
+    assert report.written == 0 and (tmp_path / "out.jsonl").read_text() == ""  # never a rollout, never reward 0
+    (failure,) = report.failures
+    assert failure["kind"] == "agent_crash" and "not a rollout" in failure["error"] and "'a'" in failure["error"]
+    assert json.loads((tmp_path / "out_failures.jsonl").read_text())["kind"] == "agent_crash"
+
+
+@pytest.mark.parametrize("error", [OSError(errno.EMFILE, "Too many open files"), RuntimeError("bug")], ids=["EMFILE", "bug"])
+def test_an_exception_while_sending_is_a_typed_failure(tmp_path: Path, error: Exception) -> None:
+    def boom(_: dict[str, Any]) -> httpx.Response:
+        raise error
+
+    inputs = materialized(tmp_path, [row(), row(q=1)])
+    report = run_collect(ScriptedAgentClient(boom), inputs, tmp_path / "out.jsonl", max_attempts=2)
+    assert len(report.failures) == 2
+    if isinstance(error, OSError):
+        assert {f["kind"] for f in report.failures} == {"agent_unreachable"}
+        assert all(f["attempts"] == 2 and "ulimit -n" in f["error"] for f in report.failures)
+    else:
+        assert {f["kind"] for f in report.failures} == {"agent_crash"}
+
+
+def test_a_corrupt_line_in_the_middle_is_set_aside_by_line_number_and_rerun(tmp_path: Path) -> None:
+    inputs = materialized(tmp_path, [row(q=i) for i in range(5)])
+    out = tmp_path / "out.jsonl"
+    assert run_collect(ScriptedAgentClient(echo_reward), inputs, out).written == 5
+    lines = out.read_text().splitlines()
+    lines[2] = lines[2][: len(lines[2]) // 2] + "\x00garbage"  # what two writers interleaving leave
+    lines.insert(4, lines[0])  # a duplicate
+    out.write_text("\n".join(lines) + "\n")
+    client = ScriptedAgentClient(echo_reward)
+    report = run_collect(client, inputs, out, resume=True)
+    assert client.calls == 1 and report.written == 1 and report.skipped == 4
+    assert "line 3" in report.resume_note and "line 5" in report.resume_note
+    keys = sorted((r[TASK_INDEX], r[ROLLOUT_INDEX]) for r in map(json.loads, out.read_text().splitlines()))
+    assert keys == [(i, 0) for i in range(5)]  # every task exactly once
+    aside = [json.loads(line) for line in (tmp_path / "out_set_aside.jsonl").read_text().splitlines()]
+    assert [a["line"] for a in aside] == [3, 5]  # nothing silently dropped: the text is kept
+    assert "garbage" in aside[0]["text"] and aside[1]["text"] == lines[0]
+
+
+def test_resume_compares_content_reruns_changed_rows_and_reuses_moved_ones(tmp_path: Path) -> None:
+    inputs = materialized(tmp_path, [row(q=i) for i in range(4)], num_repeats=2)
+    out = tmp_path / "out.jsonl"
+    run_collect(ScriptedAgentClient(echo_reward), inputs, out)
+    before = {(r[TASK_INDEX], r[ROLLOUT_INDEX]): r for r in map(json.loads, out.read_text().splitlines())}
+    assert all(isinstance(r[INPUT_FP], str) for r in before.values())
+    # row 1 changed, row 2 removed, a new row first: every index shifts
+    inputs = materialized(tmp_path, [row(q="new"), row(q=0), row(q="changed"), row(q=3)], num_repeats=2)
+    client = ScriptedAgentClient(echo_reward)
+    report = run_collect(client, inputs, out, resume=True)
+    assert client.calls == 4  # the new and the changed row, 2 rollouts each
+    assert report.skipped == 4 and "changed or are gone" in report.resume_note and "new task index" in report.resume_note
+    after = {(r[TASK_INDEX], r[ROLLOUT_INDEX]): r for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(after) == [(t, r) for t in range(4) for r in range(2)]
+    for key, rollout in after.items():  # each index points at a rollout of the row it now names
+        assert rollout["q"] == ["new", 0, "changed", 3][key[0]]
+    assert before[(0, 0)]["q"] == after[(1, 0)]["q"] == 0  # reused under its new index, not rerun
+
+
+def test_previous_failures_are_kept_until_the_run_has_read_its_output(tmp_path: Path) -> None:
+    inputs = materialized(tmp_path, [row(q=i) for i in range(3)])
+    out = tmp_path / "out.jsonl"
+    run_collect(ScriptedAgentClient(lambda r: httpx.Response(500, json={"kind": "model_error", "error": "x"})), inputs, out,
+                max_attempts=1)
+    failures = (tmp_path / "out_failures.jsonl").read_text()
+    assert failures.count("\n") == 3
+    run_collect(ScriptedAgentClient(echo_reward), inputs, out, resume=True)
+    assert (tmp_path / "out_failures_previous.jsonl").read_text() == failures
+    assert not (tmp_path / "out_failures.jsonl").exists()
+
+
+def test_memory_is_bounded_by_concurrency_not_by_row_size(tmp_path: Path) -> None:
+    big = "x" * 120_000
+    inputs = materialized(tmp_path, [row(q=i, document=big) for i in range(300)])  # 36 MB of rows
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        report = run_collect(ScriptedAgentClient(echo_reward), inputs, tmp_path / "out.jsonl", concurrency=8)
+        held = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert report.written == 300
+    assert held < 8_000_000, f"{held / 1e6:.1f} MB still held after 300 rollouts with a 120 KB field each"
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a disk that fills up (root and mount(8) needed; skipped otherwise)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_stops_the_run_cleanly_and_what_was_written_resumes(small_fs: Path, tmp_path: Path) -> None:
+    inputs = materialized(tmp_path, [row(q=i, pad="y" * 2_000) for i in range(400)])  # ~1 MB of rollouts
+    out = small_fs / "out.jsonl"
+    report = run_collect(ScriptedAgentClient(echo_reward), inputs, out, concurrency=4)
+    assert report.aborted is not None and "No space left on device" in report.aborted and "+resume=true" in report.aborted
+    assert 0 < report.written < 400
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_fs)], check=True)
+    report = run_collect(ScriptedAgentClient(echo_reward), inputs, out, resume=True)
+    assert report.aborted is None
+    keys = sorted((r[TASK_INDEX], r[ROLLOUT_INDEX]) for r in map(json.loads, out.read_text().splitlines()))
+    assert keys == [(i, 0) for i in range(400)]

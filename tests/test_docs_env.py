@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from ngym.devkit.testing.asgi import wire
 from ngym.env import Environment
-from ngym.server.base import section_of
+from ngym.config.instance import parse_instance
 from responses_api_agents.simple_agent.app import SimpleAgent
 from tests.fakes import QueueModel, call, make, ref, say
 
@@ -67,7 +67,7 @@ def test_the_schema_shown_is_the_one_declared(env_class: type[Environment[Any, A
 
 def test_the_config_validates(env_dir: Path, env_class: type[Environment[Any, Any]]) -> None:
     cfg = OmegaConf.create(blocks()["configs/guess_number.yaml"])
-    _, _, settings = section_of(cfg, "guess_number_resources_server")
+    settings = parse_instance(cfg, "guess_number_resources_server").settings
     config = env_class.config_type().model_validate({**settings, "name": "guess_number_resources_server"})
     assert config.max_guesses == 7  # type: ignore[attr-defined]
 

@@ -203,6 +203,15 @@ def test_table_lists_pass_and_mean_at_k(results: list[dict[str, Any]]) -> None:
     assert overall.startswith("overall")
 
 
+def test_table_with_many_repeats_shows_k_1_and_the_largest() -> None:
+    rows = [{"agent_ref": {"name": "a"}, "responses_create_params": {"input": "q"}, "reward": float(i % 2), "_ng_task_index": 0,
+             "_ng_rollout_index": i} for i in range(800)]
+    aggregate = aggregate_metrics(rows)
+    assert len(aggregate["overall"]["pass@k"]) == 11  # 1, 2, 4, ..., 512 and 800: all kept in the JSON
+    header = format_aggregate_table(aggregate).splitlines()[0].split()
+    assert [h for h in header if "@" in h] == ["pass@1", "pass@800", "mean@1", "mean@800"]
+
+
 @pytest.mark.skipif(not COMPAT.exists(), reason="reference data not found")
 def test_reference_recorded_rollouts() -> None:
     rows = [

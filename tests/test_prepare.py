@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ngym.cli.common import command_args, load
+from ngym.cli.common import DEPLOYMENT_KEYS, command_args, load
 from ngym.config.schema import DatasetConfig
 from ngym.data.dataset_metrics import DatasetMetrics, Running, differences, round_metric
 from ngym.errors import ArgumentError, ConfigError, InputError
@@ -51,7 +51,10 @@ def agent_yaml(agent: str, datasets: list[dict[str, Any]]) -> str:
 def run_prepare(tmp_path: Path, *args: str) -> PrepareReport:
     """Like the command, in-process: relative paths start at ``tmp_path``."""
     os.chdir(tmp_path)
-    cfg, pc = load(list(args), initial_global_config_dict=dict(POLICY_PLACEHOLDERS), skip_load_from_dotenv=True)
+    cfg, pc = load(
+        list(args), command="ng_prepare_data", model=PrepareArgs, known=DEPLOYMENT_KEYS,
+        initial_global_config_dict=dict(POLICY_PLACEHOLDERS), skip_load_from_dotenv=True,
+    )
     return prepare(command_args(cfg, PrepareArgs, "ng_prepare_data"), cfg, pc.sources)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationKeyError, OmegaConfBaseException
 
-from ngym.cli.common import entrypoint, load
+from ngym.cli.common import DEPLOYMENT_KEYS, entrypoint, load
 from ngym.config.deployment import build_deployment
 from ngym.config.secrets import mask_secrets
 from ngym.errors import ConfigError
@@ -18,7 +18,7 @@ passwords) shown as ****."""
 
 @entrypoint("ng_dump_config", SUMMARY, usage='"+config_paths=[a.yaml,b.yaml]" [+key=value ...]')
 def main(argv: list[str]) -> int:
-    cfg, pc = load(argv)
+    cfg, pc = load(argv, command="ng_dump_config", known=DEPLOYMENT_KEYS)
     deployment = build_deployment(cfg, pc.sources)
     try:
         resolved = OmegaConf.to_container(deployment.config, resolve=True)

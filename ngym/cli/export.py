@@ -42,7 +42,7 @@ def _read(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 @entrypoint("ng_export", SUMMARY, ExportArgs)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv)
+    cfg, _ = load(argv, command="ng_export", model=ExportArgs)
     args = command_args(cfg, ExportArgs, "ng_export")
     source = resolve_path(args.input_jsonl_fpath)
     target = Path(args.output_jsonl_fpath)

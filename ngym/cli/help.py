@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ngym.cli.common import entrypoint
+from ngym.cli.common import entrypoint, load
 
 COMMANDS = {
     "ng_run": "ngym.cli.run",
@@ -25,6 +25,7 @@ COMMANDS = {
 
 @entrypoint("ng_help", "List the ngym commands. Each one prints its own help with +help=true or --help.")
 def main(argv: list[str]) -> int:
+    load(argv, command="ng_help", skip_load_from_dotenv=True)  # refuses any +key
     print("ngym commands (each takes +help=true):\n")
     for command, module in COMMANDS.items():
         if command == "ng_help":

@@ -24,7 +24,7 @@ class InitArgs(BaseModel):
 
 @entrypoint("ng_init_resources_server", SUMMARY, InitArgs)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv)
+    cfg, _ = load(argv, command="ng_init_resources_server", model=InitArgs)
     args = command_args(cfg, InitArgs, "ng_init_resources_server")
     written = init_resources_server(args.entrypoint)
     print(f"Created {args.entrypoint}:")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ngym.cli.common import command_args, entrypoint, load
+from ngym.cli.common import DEPLOYMENT_KEYS, command_args, entrypoint, load
 from ngym.data.prepare import POLICY_PLACEHOLDERS, PrepareArgs, conflict_error, format_report, prepare
 
 SUMMARY = """\
@@ -23,7 +23,10 @@ Balanced mixing (every batch of 64 rows holds each environment in proportion to 
 
 @entrypoint("ng_prepare_data", SUMMARY, PrepareArgs)
 def main(argv: list[str]) -> int:
-    cfg, pc = load(argv, initial_global_config_dict=dict(POLICY_PLACEHOLDERS))
+    cfg, pc = load(
+        argv, command="ng_prepare_data", model=PrepareArgs, known=DEPLOYMENT_KEYS,
+        initial_global_config_dict=dict(POLICY_PLACEHOLDERS),
+    )
     args = command_args(cfg, PrepareArgs, "ng_prepare_data")
     report = prepare(args, cfg, pc.sources)
     print(format_report(report))

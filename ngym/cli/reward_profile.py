@@ -96,7 +96,7 @@ def _join(rollouts: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> list[
 
 @entrypoint("ng_reward_profile", SUMMARY, RewardProfileArgs)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv)
+    cfg, _ = load(argv, command="ng_reward_profile", model=RewardProfileArgs)
     args = command_args(cfg, RewardProfileArgs, "ng_reward_profile")
     path = resolve_path(args.rollouts_jsonl_fpath)
     rollouts = read_jsonl(path, "rollouts file")

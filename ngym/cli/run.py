@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from ngym.cli.common import ignore_signals, entrypoint, load
+from pydantic import BaseModel, Field
+
+from ngym.cli.common import DEPLOYMENT_KEYS, command_args, entrypoint, ignore_signals, load
 from ngym.config.deployment import build_deployment
 from ngym.launch.launcher import Launcher
 
@@ -17,17 +19,33 @@ SIGTERM), which stops them all. Example:
 resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml]"
 
 Put policy_base_url, policy_api_key and policy_model_name in env.yaml (or pass them as +key=value).
-Optional: +head_server.port=11000, +default_host=127.0.0.1, +startup_timeout_s=180."""
+Optional: +head_server.port=11000, +default_host=127.0.0.1, +startup_timeout_s=180. A server that
+dies is restarted (+max_restarts=3 times, waiting +restart_backoff_s=1 × 2^n seconds first) while
+the others keep serving; +max_restarts=0 stops everything instead."""
 
 
-@entrypoint("ng_run", SUMMARY, usage='"+config_paths=[a.yaml,b.yaml]" [+key=value ...]')
+class RunArgs(BaseModel):
+    """How ng_run starts and watches the deployment."""
+
+    startup_timeout_s: float = Field(180.0, gt=0, description="seconds every server has to answer after starting")
+    max_restarts: int = Field(3, ge=0, description="restarts of a server that dies (0: a death stops the deployment)")
+    restart_backoff_s: float = Field(1.0, ge=0, description="wait before the first restart; doubled at each one")
+
+
+@entrypoint("ng_run", SUMMARY, RunArgs, usage='"+config_paths=[a.yaml,b.yaml]" [+key=value ...]')
 def main(argv: list[str]) -> int:
-    cfg, pc = load(argv)
+    cfg, pc = load(argv, command="ng_run", model=RunArgs, known=DEPLOYMENT_KEYS)
+    args = command_args(cfg, RunArgs, "ng_run")
     deployment = build_deployment(cfg, pc.sources)
     if not deployment.servers:
         print("error: no server instances in the config. Pass \"+config_paths=[...]\" with at least one server.", file=sys.stderr)
         return 2
-    launcher = Launcher(deployment, startup_timeout_s=float(cfg.get("startup_timeout_s", 180)))
+    launcher = Launcher(
+        deployment,
+        startup_timeout_s=args.startup_timeout_s,
+        max_restarts=args.max_restarts,
+        restart_backoff_s=args.restart_backoff_s,
+    )
     try:
         launcher.start()
         print(launcher.table(), flush=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from ngym.cli.common import entrypoint, load
-from ngym.config.schema import HeadServerConfig
+from ngym.config.deployment import head_server_config
 
 SUMMARY = """\
 Ask the head server (default 127.0.0.1:11000; +head_server.port=... for another) for its servers
@@ -21,8 +21,8 @@ def _uptime(seconds: float) -> str:
 
 @entrypoint("ng_status", SUMMARY)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv)
-    head = HeadServerConfig.model_validate(cfg.get("head_server") or {})
+    cfg, _ = load(argv, command="ng_status", known={"head_server"})
+    head = head_server_config(cfg)
     with httpx.Client(timeout=5.0, trust_env=False) as http:
         try:
             instances = http.get(f"{head.url}/server_instances").json()

@@ -38,18 +38,25 @@ class TestArgs(BaseModel):
 
 
 def run_pytest(server_dir: Path) -> int:
-    """pytest on ``<server_dir>/tests`` from the project root (so ``resources_servers.<name>`` imports)."""
+    """pytest on ``<server_dir>/tests`` from the project root (so ``resources_servers.<name>`` imports).
+
+    A server written for NeMo Gym (its ``app.py`` imports ``nemo_gym``) is tested as the reference
+    tests it: ``from app import ...`` works (the server directory is on the path) and bare ``async
+    def`` tests run (pytest-asyncio's auto mode)."""
+    from ngym.interop.reference import pytest_options
+
     root = project_root(server_dir) if server_dir.parent.name == "resources_servers" else server_dir.parent.parent
+    extra_paths, options = pytest_options(server_dir)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-m", "pytest", str(server_dir / "tests"), "-q", "-p", "no:cacheprovider"]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), *extra_paths, env.get("PYTHONPATH", "")) if p)
+    command = [sys.executable, "-m", "pytest", str(server_dir / "tests"), "-q", "-p", "no:cacheprovider", *options]
     print(f"$ {' '.join(command)}  (in {root})", flush=True)
     return subprocess.run(command, cwd=root, env=env, check=False).returncode
 
 
 @entrypoint("ng_test", SUMMARY, TestArgs)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv)
+    cfg, _ = load(argv, command="ng_test", model=TestArgs)
     args = command_args(cfg, TestArgs, "ng_test")
     server_dir = resolve_path(args.entrypoint)
     if not server_dir.is_dir():

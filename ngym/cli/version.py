@@ -47,14 +47,16 @@ def info() -> dict[str, object]:
 
 @entrypoint("ng_version", SUMMARY, usage="[+json=true]")
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv, skip_load_from_dotenv=True)
+    cfg, _ = load(argv, command="ng_version", known={"json"}, skip_load_from_dotenv=True)
     data = info()
     if cfg.get("json", False):
         print(json.dumps(data))
         return 0
     print(f"ngym {data['ngym']}  (installed at {data['installation_path']})")
     print(f"Python {data['python']}  ({data['python_path']})")
-    for name, version in data["dependencies"].items():  # type: ignore[union-attr]
+    dependencies = data["dependencies"]
+    assert isinstance(dependencies, dict)
+    for name, version in dependencies.items():
         print(f"  {name:<11} {version or 'not installed'}")
     system = data["system"]
     assert isinstance(system, dict)

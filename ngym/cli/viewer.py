@@ -6,12 +6,20 @@ import ipaddress
 import socket
 import sys
 import time
+<<<<<<< HEAD
+from typing import Any
+=======
+from typing import TYPE_CHECKING
+>>>>>>> main
 
 from pydantic import BaseModel, Field
 
 from ngym.cli.common import command_args, entrypoint, load
 from ngym.config.paths import resolve_path
 from ngym.errors import ArgumentError, PortError
+
+if TYPE_CHECKING:
+    from ngym.viewer.index import RunIndex
 
 SUMMARY = """\
 Serve a local web page over a rollouts JSONL file: the rollouts (paged, filtered by environment,
@@ -67,7 +75,34 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+<<<<<<< HEAD
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+class LoopbackHostOnly:
+    """ASGI wrapper: answer only requests whose ``Host`` names this machine's loopback. A page on
+    another site cannot then read the rollouts through a DNS name rebound to 127.0.0.1."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+            name = host.rsplit(":", 1)[0] if host.count(":") == 1 or host.startswith("[") else host
+            if name not in LOOPBACK_NAMES:
+                body = f"Host {host!r} is not this machine's loopback: refused (ng_viewer binds 127.0.0.1).".encode()
+                await send({"type": "http.response.start", "status": 421,
+                            "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 def _index(path: str, default_env: str | None, what: str):  # -> RunIndex
+=======
+def _index(path: str, default_env: str | None, what: str) -> RunIndex:
+>>>>>>> main
     from ngym.viewer.index import RunIndex
 
     resolved = resolve_path(path)
@@ -91,7 +126,7 @@ def _index(path: str, default_env: str | None, what: str):  # -> RunIndex
 
 @entrypoint("ng_viewer", SUMMARY, ViewerArgs)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv, skip_load_from_dotenv=True)
+    cfg, _ = load(argv, command="ng_viewer", model=ViewerArgs, skip_load_from_dotenv=True)
     args = command_args(cfg, ViewerArgs, "ng_viewer")
     import uvicorn
 
@@ -105,7 +140,10 @@ def main(argv: list[str]) -> int:
     if not _is_loopback(args.host):
         print(f"warning: bound to {args.host}, not loopback: anyone who can reach this machine can read the rollouts.", file=sys.stderr)
     print(f"ng_viewer: open http://{shown}:{port}/   (Ctrl-C stops it)", flush=True)
-    config = uvicorn.Config(create_app(a, b), log_level="warning", access_log=False, lifespan="off")
+    app: Any = create_app(a, b)
+    if _is_loopback(args.host):
+        app = LoopbackHostOnly(app)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from pydantic import ValidationError
 
+from ngym.config.instance import InstanceShapeError, ServerInstance, read_instance
 from ngym.config.paths import PARENT_DIR
 from ngym.config.schema import RESERVED_KEYS, SERVER_TYPES, HeadServerConfig, ServerConfig
 from ngym.errors import AlmostServerError, ConfigError, PortError, ServerRefError, ServerTypeError
@@ -90,8 +91,8 @@ def _where(name: str, sources: dict[str, str]) -> str:
     return f" (defined in {sources[name]})" if name in sources else ""
 
 
-def _find_instances(cfg: DictConfig, sources: dict[str, str]) -> tuple[dict[str, tuple[str, str, dict[str, Any]]], list[str]]:
-    found: dict[str, tuple[str, str, dict[str, Any]]] = {}
+def _find_instances(cfg: DictConfig, sources: dict[str, str]) -> tuple[dict[str, ServerInstance], list[str]]:
+    found: dict[str, ServerInstance] = {}
     problems: list[str] = []
     for key in cfg:
         name = str(key)
@@ -100,8 +101,12 @@ def _find_instances(cfg: DictConfig, sources: dict[str, str]) -> tuple[dict[str,
         value = _plain(cfg._get_node(name))
         if not isinstance(value, dict):
             continue
-        types = [t for t in value if t in SERVER_TYPES]
-        if not types:
+        try:
+            instance = read_instance(name, value, _where(name, sources))
+        except InstanceShapeError as e:
+            problems.append(str(e))
+            continue
+        if instance is None:
             if _looks_like_server(value):
                 (bad,) = value.keys()
                 close = difflib.get_close_matches(str(bad), SERVER_TYPES, n=1)
@@ -111,30 +116,12 @@ def _find_instances(cfg: DictConfig, sources: dict[str, str]) -> tuple[dict[str,
                     f"Server types: {', '.join(SERVER_TYPES)}."
                 )
             continue
-        if len(value) != 1:
-            problems.append(f"{name}: an instance holds exactly one server type, found {sorted(map(str, value))}")
-            continue
-        server_type = types[0]
-        impls = value[server_type]
-        if not isinstance(impls, dict) or len(impls) != 1:
-            found_impls = sorted(impls) if isinstance(impls, dict) else impls
-            problems.append(
-                f"{name}{_where(name, sources)} -> {server_type}: exactly one implementation expected, "
-                f"found {found_impls!r}"
-            )
-            continue
-        ((impl, body),) = impls.items()
-        if not isinstance(body, dict) or "entrypoint" not in body:
-            problems.append(
-                f"{name}{_where(name, sources)} -> {server_type} -> {impl}: no 'entrypoint'. If this comes from an "
-                f"override, check the instance name; instances need entrypoint: app.py"
-            )
-            continue
-        found[name] = (server_type, str(impl), body)
+        found[name] = instance
     return found, problems
 
 
-def _check_instance(name: str, server_type: str, impl: str, body: dict[str, Any]) -> list[str]:
+def _check_instance(instance: ServerInstance) -> list[str]:
+    name, server_type, impl, body = instance.name, instance.server_type, instance.impl, instance.settings
     errors: list[str] = []
     try:
         ServerConfig.model_validate({**body, "name": name})
@@ -151,22 +138,23 @@ def _check_instance(name: str, server_type: str, impl: str, body: dict[str, Any]
     return errors
 
 
-def _check_refs(found: dict[str, tuple[str, str, dict[str, Any]]], sources: dict[str, str]) -> None:
-    for name, (server_type, impl, body) in found.items():
-        for key, value in body.items():
+def _check_refs(found: dict[str, ServerInstance], sources: dict[str, str]) -> None:
+    for name, instance in found.items():
+        server_type, impl = instance.server_type, instance.impl
+        for key, value in instance.settings.items():
             if not (isinstance(value, dict) and set(value) == {"type", "name"}):
                 continue
             ref_type, ref_name = value["type"], value["name"]
             target = found.get(ref_name)
-            if target is not None and target[0] == ref_type:
+            if target is not None and target.server_type == ref_type:
                 continue
-            same_type = sorted(n for n, (t, _, _) in found.items() if t == ref_type)
+            same_type = sorted(n for n, i in found.items() if i.server_type == ref_type)
             close = difflib.get_close_matches(str(ref_name), same_type, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             if ref_type not in SERVER_TYPES:
                 detail = f"type {ref_type!r} is not a server type ({', '.join(SERVER_TYPES)})"
             elif target is not None:
-                detail = f"{ref_name!r} is a {target[0]} instance, not {ref_type}"
+                detail = f"{ref_name!r} is a {target.server_type} instance, not {ref_type}"
             else:
                 detail = f"no {ref_type} instance is named {ref_name!r}"
             raise ServerRefError(
@@ -176,8 +164,25 @@ def _check_refs(found: dict[str, tuple[str, str, dict[str, Any]]], sources: dict
             )
 
 
+def head_server_config(cfg: DictConfig, default_host: str = "127.0.0.1") -> HeadServerConfig:
+    """``head_server`` of the config, validated (a bad or out-of-range port is a :class:`PortError`)."""
+    given = cfg.get("head_server")
+    values = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else {}
+    try:
+        head = HeadServerConfig.model_validate({"host": default_host, **values})  # type: ignore[dict-item]
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise PortError(f"head_server.{where}={first.get('input')!r}: {first['msg']}. Example: +head_server.port=11000.") from None
+    check_port("head_server", head.port)
+    return head
+
+
 def _port_is_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port``. Connections of a stopped server left in
+    TIME-WAIT do not count: servers bind with SO_REUSEADDR (uvicorn does), and so does this check."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host if host not in ("", "localhost") else "127.0.0.1", port))
         except OSError:
@@ -185,8 +190,13 @@ def _port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def check_port(name: str, port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise PortError(f"Port {port} for {name!r} is out of range: ports are 1-65535 (0: pick a free one).")
+
+
 def pick_free_port(host: str, low: int, high: int, taken: set[int], rng: random.Random | None = None) -> int:
-    rng = rng or random.SystemRandom()  # type: ignore[assignment]
+    rng = rng or random.SystemRandom()
     assert rng is not None
     for _ in range(200):
         port = rng.randint(low, high)
@@ -210,8 +220,8 @@ def build_deployment(
     """Validate every server instance and reference, fill hosts and ports into ``cfg``."""
     sources = sources or {}
     found, problems = _find_instances(cfg, sources)
-    for name, (server_type, impl, body) in found.items():
-        problems.extend(_check_instance(name, server_type, impl, body))
+    for instance in found.values():
+        problems.extend(_check_instance(instance))
     if problems and bool(cfg.get("error_on_almost_servers", True)):
         raise AlmostServerError(
             "Found server instance(s) with errors; nothing was started:\n  - "
@@ -223,19 +233,20 @@ def build_deployment(
     _check_refs(found, sources)
 
     default_host = str(cfg.get("default_host") or "127.0.0.1")
-    head = HeadServerConfig.model_validate(
-        {"host": default_host, **(OmegaConf.to_container(cfg.head_server, resolve=True) if "head_server" in cfg else {})}  # type: ignore[dict-item]
-    )
+    head = head_server_config(cfg, default_host)
     low, high = int(cfg.get("port_range_low", 10001)), int(cfg.get("port_range_high", 20000))
+    check_port("head_server", head.port)
     if head.port == 0 and assign_ports:
         head.port = pick_free_port(head.host, low, high, set())
     cfg.head_server = {"host": head.host, "port": head.port}
     taken: dict[int, str] = {head.port: "head_server"}
     deployment = Deployment(config=cfg, head=head)
-    for name, (server_type, impl, body) in found.items():
+    for name, instance in found.items():
+        server_type, impl = instance.server_type, instance.impl
         node = cfg[name][server_type][impl]
         host = str(node.get("host") or default_host)
         port = int(node.get("port") or 0)
+        check_port(name, port)
         if port:
             if port in taken:
                 raise PortError(
@@ -247,7 +258,7 @@ def build_deployment(
         taken[port] = name
         node.host = host
         node.port = port
-        entrypoint = str(body["entrypoint"])
+        entrypoint = instance.entrypoint
         deployment.servers[name] = ServerSpec(
             name=name,
             type=server_type,
@@ -284,10 +295,11 @@ def _colocated(value: Any, names: list[str]) -> list[str]:
 
 
 def check_ports_free(deployment: Deployment) -> None:
-    """Fail before anything starts if a port the deployment needs is already taken."""
+    """Fail before anything starts if a port the deployment needs is out of range or already taken."""
     wanted = [("head_server", deployment.head.host, deployment.head.port)]
     wanted += [(s.name, s.host, s.port) for s in deployment.servers.values()]
     for name, host, port in wanted:
+        check_port(name, port)
         if not _port_is_free(host, port):
             raise PortError(
                 f"Port {port} for {name!r} is already in use (is another ng_run running? `ng_status` shows it). "

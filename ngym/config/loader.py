@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from ngym.config.paths import PARENT_DIR, resolve_path
+from ngym.config.secrets import MASK, is_secret_key
 from ngym.errors import ConfigFileError, OverrideError
 
 _PARSER: OverridesParser | None = None
@@ -60,6 +61,9 @@ def parse_overrides(args: Sequence[str]) -> tuple[DictConfig, list[str], list[st
             (override,) = _PARSER.parse_overrides([arg])
         except OverrideParseException as e:
             first = str(e).splitlines()[0]
+            name = arg.lstrip("+~").split("=", 1)[0]
+            if is_secret_key(name.rsplit(".", 1)[-1]):  # the parser's message quotes the value
+                arg, first = f"{arg.split('=', 1)[0]}={MASK}", "the value is not valid override syntax"
             raise OverrideError(
                 f"Cannot parse the command-line override {arg!r}: {first}.\n"
                 f"Write overrides as +key=value (lists: \"+config_paths=[a.yaml,b.yaml]\"; quote the whole "
@@ -76,8 +80,15 @@ def parse_overrides(args: Sequence[str]) -> tuple[DictConfig, list[str], list[st
         try:
             OmegaConf.update(cli, key, override.value(), merge=False, force_add=True)
         except OmegaConfBaseException as e:
-            raise OverrideError(f"Cannot apply the override {arg!r}: {e}") from None
+            raise OverrideError(f"Cannot apply the override {key}=...: {e}") from None
     return cli, must_exist, deletes
+
+
+def _merge(*configs: DictConfig | ListConfig) -> DictConfig:
+    """OmegaConf.merge of mappings, typed as the mapping it is."""
+    merged = OmegaConf.merge(*configs)
+    assert isinstance(merged, DictConfig)
+    return merged
 
 
 def _read_yaml(path: Path, what: str) -> DictConfig:
@@ -138,15 +149,14 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
     args = list(pc.cli_args if pc.cli_args is not None else sys.argv[1:])
     cli, must_exist, deletes = parse_overrides([] if pc.skip_load_from_cli else args)
     if pc.initial_global_config_dict:
-        cli = OmegaConf.merge(OmegaConf.create(pc.initial_global_config_dict), cli)
+        cli = _merge(OmegaConf.create(pc.initial_global_config_dict), cli)
 
     env = OmegaConf.create({})
-    if not pc.skip_load_from_dotenv:
-        dotenv = _find_dotenv(pc, cwd)
-        if dotenv is not None:
-            env = _read_yaml(dotenv, "env.yaml")
+    dotenv = None if pc.skip_load_from_dotenv else _find_dotenv(pc, cwd)
+    if dotenv is not None:
+        env = _read_yaml(dotenv, "env.yaml")
 
-    top = OmegaConf.merge(env, cli)
+    top = _merge(env, cli)
     paths = _as_path_list(top.get("config_paths"), "the command line / env.yaml")
     files: list[DictConfig] = []
     sources: dict[str, str] = {}
@@ -172,7 +182,7 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
         files.append(loaded)
         i += 1
 
-    base = OmegaConf.merge(*files, env)
+    base = _merge(*files, env)
     for key in must_exist:
         if not _has_key(base, key):
             raise OverrideError(
@@ -188,6 +198,9 @@ def load_config(pc: ParserConfig | None = None) -> DictConfig:
         node = OmegaConf.select(merged, parent) if parent else merged
         if isinstance(node, DictConfig) and leaf in node:
             del node[leaf]
+    if dotenv is not None:  # keys env.yaml defines (a config file's definition is named first)
+        for key in env:
+            sources.setdefault(str(key), str(dotenv))
     pc.sources.update(sources)
     return merged
 

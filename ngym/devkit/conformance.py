@@ -29,11 +29,9 @@ Servers run in-process (ASGI), so no port is opened and no model is needed.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import inspect
 import json
 import math
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,7 +48,8 @@ from ngym.errors import NgymError
 from ngym.data.prepare import POLICY_PLACEHOLDERS, agent_datasets, check_row, metrics_document, read_dataset
 from ngym.env.environment import Environment
 from ngym.env.resources import ResourcesServerBase
-from ngym.server.base import section_of
+from ngym.config.instance import parse_instance
+from ngym.server.loader import load_app
 from ngym.server.client import ServerClient, response_cookies
 from ngym.devkit.testing.asgi import in_process_client
 from ngym.wire.responses import Message, OutputText, Response
@@ -187,22 +186,8 @@ def _check_config(env_dir: Path, report: Conformance) -> _Env | None:
 
 
 def _import_app(env_dir: Path) -> ModuleType:
-    module_name = f"_ngym_conformance_{env_dir.name}"
-    spec = importlib.util.spec_from_file_location(module_name, env_dir / "app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # type hints of the module's classes are resolved through it
-    added = [str(p) for p in (env_dir, project_root(env_dir)) if str(p) not in sys.path]
-    sys.path[:0] = added
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    finally:
-        for p in added:
-            sys.path.remove(p)
-    return module
+    """``app.py`` imported as a library module (its ``__main__`` block does not run)."""
+    return load_app(env_dir / "app.py", as_main=False, extra_paths=(project_root(env_dir),)).module
 
 
 def _server_class(module: ModuleType) -> type[ResourcesServerBase] | None:
@@ -232,7 +217,7 @@ def _check_app(env_dir: Path, env: _Env, report: Conformance) -> ResourcesServer
             report.add("app", [str(e)])
             return None
     try:
-        _, _, settings = section_of(env.cfg, env.instance)
+        settings = parse_instance(env.cfg, env.instance).settings
         config = cls.config_type().model_validate({**settings, "name": env.instance})
     except NgymError as e:
         report.add("app", [str(e)])
@@ -241,7 +226,7 @@ def _check_app(env_dir: Path, env: _Env, report: Conformance) -> ResourcesServer
         report.add("app", [f"{cls.__name__} rejects the settings of {env.instance}: {e}"])
         return None
     report.add("app", [], cls.__name__)
-    return cls(config, ServerClient({}))  # type: ignore[arg-type]
+    return cls(config=config, server_client=ServerClient({}))  # keywords: pydantic-model servers too
 
 
 def _example_rows(path: Path | None, report: Conformance) -> list[dict[str, Any]]:

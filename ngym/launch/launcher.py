@@ -2,6 +2,12 @@
 
 *Where* a server runs is behind :class:`Placement` (today: :class:`LocalProcesses`, child
 processes of this one); the rest of the launcher only starts, polls and stops handles.
+
+A server that dies while the deployment runs is restarted (``max_restarts`` times, with an
+exponential ``restart_backoff_s``), reported by name with its last log lines, so the other
+environments keep serving. Children get only the secrets they need: servers that are not model
+servers see every secret of the config masked, except in their own (resolved) settings; secret
+values are masked in the log lines the launcher forwards.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from typing import IO, Any, Protocol
 
 import httpx
 import uvicorn
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ngym.config.deployment import Deployment, ServerSpec, check_ports_free
 from ngym.config.paths import PARENT_DIR
+from ngym.config.secrets import mask_secrets, scrub, secret_values
 from ngym.errors import DeploymentError
-from ngym.server.base import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV
+from ngym.server.process import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, TokenMiddleware, is_loopback, write_token_file
 from ngym.server.head import build_head_app
 from ngym.server.host import HOSTED_ENV
@@ -32,8 +40,11 @@ from ngym.server.sessions import SECRET_ENV
 
 class Handle(Protocol):
     spec: ServerSpec
-    pid: int | None
-    started_at: float
+
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def started_at(self) -> float: ...
 
     def returncode(self) -> int | None: ...
     def log_tail(self) -> list[str]: ...
@@ -58,6 +69,8 @@ class ProcessHandle:
     started_at: float = field(default_factory=time.time)
     tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=30))
     label: str = ""
+    #: values masked in forwarded log lines
+    secrets: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self._pump = threading.Thread(target=self._pump_logs, name=f"log-{self.spec.name}", daemon=True)
@@ -72,6 +85,8 @@ class ProcessHandle:
         prefix = f"({self.label or self.spec.name}) "
         for raw in self.process.stdout:
             line = raw.decode("utf-8", "replace").rstrip("\n")
+            if self.secrets:
+                line = scrub(line, set(self.secrets))
             self.tail.append(line)
             try:
                 self.out.write(prefix + line + "\n")
@@ -162,8 +177,9 @@ class InThisProcess:
 class LocalProcesses:
     """Each server is a child process of the launcher, in the launcher's Python environment."""
 
-    def __init__(self, out: IO[str] | None = None) -> None:
+    def __init__(self, out: IO[str] | None = None, secrets: frozenset[str] = frozenset()) -> None:
         self.out = out or sys.stdout
+        self.secrets = secrets
 
     def start(self, spec: ServerSpec, env: dict[str, str]) -> Handle:
         entry = spec.dir / spec.entrypoint
@@ -172,7 +188,11 @@ class LocalProcesses:
                 f"{spec.name}: entrypoint {str(entry)!r} does not exist. Check '{spec.type}/{spec.impl}' and "
                 f"'entrypoint' in {spec.source or 'the config'}."
             )
-        python_path = os.pathsep.join(p for p in (str(spec.dir), str(PARENT_DIR), env.get("PYTHONPATH", "")) if p)
+        # the project the server folder sits in (``<root>/resources_servers/<name>``) comes before the
+        # ngym checkout, so ``from resources_servers.<name>.x import ...`` finds the user's folder
+        project = spec.dir.parent.parent if spec.dir.parent.name == spec.type else None
+        paths = (str(spec.dir), str(project or ""), str(PARENT_DIR), env.get("PYTHONPATH", ""))
+        python_path = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         process = subprocess.Popen(
             [sys.executable, "-u", spec.entrypoint],
             cwd=spec.dir,
@@ -182,7 +202,7 @@ class LocalProcesses:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        return ProcessHandle(spec, process, self.out)
+        return ProcessHandle(spec, process, self.out, secrets=self.secrets)
 
     def start_group(self, specs: list[ServerSpec], env: dict[str, str]) -> dict[str, Handle]:
         names = ",".join(s.name for s in specs)
@@ -196,7 +216,7 @@ class LocalProcesses:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        host = ProcessHandle(specs[0], process, self.out, label=f"hosted: {names}")
+        host = ProcessHandle(specs[0], process, self.out, label=f"hosted: {names}", secrets=self.secrets)
         return {spec.name: SharedHandle(spec, host) for spec in specs}
 
 
@@ -211,13 +231,26 @@ class Launcher:
         out: IO[str] | None = None,
         startup_timeout_s: float = 180.0,
         host_colocated_here: bool = False,
+        max_restarts: int = 3,
+        restart_backoff_s: float = 1.0,
     ) -> None:
         """``host_colocated_here``: the co-located servers are not started as a child process; the
-        caller hosts them in this process (and so waits for them itself)."""
+        caller hosts them in this process (and so waits for them itself). ``max_restarts``: times
+        :meth:`run_forever` restarts a server that died (0: a death stops the deployment), waiting
+        ``restart_backoff_s`` × 2^(restarts so far) first."""
+        if max_restarts < 0 or restart_backoff_s < 0:
+            raise DeploymentError(
+                f"max_restarts ({max_restarts}) and restart_backoff_s ({restart_backoff_s}) must be >= 0."
+            )
         self.deployment = deployment
         self.host_colocated_here = host_colocated_here
         self.out = out or sys.stdout
-        self.placement = placement or LocalProcesses(self.out)
+        self.secrets = frozenset(secret_values(OmegaConf.to_container(deployment.config, resolve=False)))
+        self.placement = placement or LocalProcesses(self.out, self.secrets)
+        self.max_restarts = max_restarts
+        self.restart_backoff_s = restart_backoff_s
+        self.restarts: dict[str, int] = {}
+        self._env: dict[str, str] = {}
         self.startup_timeout_s = startup_timeout_s
         self.handles: dict[str, Handle] = {}
         self._head: uvicorn.Server | None = None
@@ -236,6 +269,26 @@ class Launcher:
         env.pop("NEMO_GYM_CONFIG_DICT", None)
         return env
 
+    def _env_for(self, specs: list[ServerSpec]) -> dict[str, str]:
+        """The environment of a child hosting ``specs``: a model server gets the whole config; any
+        other server gets every secret masked except in its own settings (resolved first, so
+        its own ``${policy_api_key}``-style references still hold)."""
+        env = dict(self._env)
+        if any(s.type == "responses_api_models" for s in specs):
+            return env
+        config = self.deployment.config
+        plain = OmegaConf.to_container(config, resolve=False)
+        assert isinstance(plain, dict)
+        masked = mask_secrets(plain)
+        for spec in specs:
+            try:
+                node = config[spec.name]
+                masked[spec.name] = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+            except OmegaConfBaseException:
+                masked[spec.name] = plain.get(spec.name)
+        env[CONFIG_ENV] = OmegaConf.to_yaml(OmegaConf.create(masked))
+        return env
+
     def _start_head(self) -> None:
         app: Any = build_head_app(self.deployment, self.instances)
         if not is_loopback(self.deployment.head.host):
@@ -243,15 +296,14 @@ class Launcher:
         config = uvicorn.Config(
             app, host=self.deployment.head.host, port=self.deployment.head.port, log_level="warning", access_log=False
         )
-        self._head = uvicorn.Server(config)
-        self._head.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._head = uvicorn.Server(config)  # in a thread, uvicorn leaves the signal handlers alone
         self._head_thread = threading.Thread(target=self._head.run, name="ngym-head", daemon=True)
         self._head_thread.start()
 
     def start(self) -> None:
         check_ports_free(self.deployment)
         t0 = time.monotonic()
-        env = self._child_env()
+        env = self._env = self._child_env()
         os.environ.setdefault(SECRET_ENV, env[SECRET_ENV])
         os.environ.setdefault(TOKEN_ENV, env[TOKEN_ENV])  # this process's clients carry the token
         self.token = env[TOKEN_ENV]
@@ -263,20 +315,21 @@ class Launcher:
             if hosted and self.host_colocated_here:
                 self.handles.update({spec.name: InThisProcess(spec) for spec in hosted})
             elif hosted:
-                self.handles.update(self.placement.start_group(hosted, env))
+                self.handles.update(self.placement.start_group(hosted, self._env_for(hosted)))
             for spec in self.deployment.servers.values():
                 if spec.name not in self.handles:
-                    self.handles[spec.name] = self.placement.start(spec, {**env, INSTANCE_ENV: spec.name})
+                    self.handles[spec.name] = self.placement.start(spec, {**self._env_for([spec]), INSTANCE_ENV: spec.name})
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
         self.ready_after_s = time.monotonic() - t0
 
-    def _wait_ready(self) -> None:
-        pending = {"head_server": self.deployment.head.url}
+    def _wait_ready(self, names: list[str] | None = None) -> None:
+        pending = {"head_server": self.deployment.head.url} if names is None else {}
         pending.update(
-            (n, s.url) for n, s in self.deployment.servers.items() if not isinstance(self.handles.get(n), InThisProcess)
+            (n, s.url) for n, s in self.deployment.servers.items()
+            if not isinstance(self.handles.get(n), InThisProcess) and (names is None or n in names)
         )
         deadline = time.monotonic() + self.startup_timeout_s
         with httpx.Client(timeout=2.0, trust_env=False, headers={TOKEN_HEADER: self.token}) as http:
@@ -299,15 +352,55 @@ class Launcher:
 
     # ---- watch -------------------------------------------------------------------------------
 
-    def raise_if_died(self) -> None:
+    def _died(self) -> tuple[str, Handle, int] | None:
         for name, handle in self.handles.items():
             code = handle.returncode()
             if code is not None and not self._stopping:
-                tail = "\n".join(f"    {line}" for line in handle.log_tail()[-15:]) or "    (no output)"
-                raise DeploymentError(
-                    f"Server {name!r} ({handle.spec.type}/{handle.spec.impl}) exited with code {code}. "
-                    f"Its last log lines:\n{tail}"
-                )
+                return name, handle, code
+        return None
+
+    @staticmethod
+    def _death(name: str, handle: Handle, code: int) -> str:
+        tail = "\n".join(f"    {line}" for line in handle.log_tail()[-15:]) or "    (no output)"
+        return f"Server {name!r} ({handle.spec.type}/{handle.spec.impl}) exited with code {code}. Its last log lines:\n{tail}"
+
+    def raise_if_died(self) -> None:
+        died = self._died()
+        if died is not None:
+            raise DeploymentError(self._death(*died))
+
+    def restart_if_died(self) -> None:
+        """Restart a server that died (with the others of its process, if co-located), after a
+        backoff; raise :class:`DeploymentError` once it has used up ``max_restarts``."""
+        died = self._died()
+        if died is None:
+            return
+        name, handle, code = died
+        done = self.restarts.get(name, 0)
+        message = self._death(name, handle, code)
+        if done >= self.max_restarts or isinstance(handle, InThisProcess):
+            more = f" It was restarted {done} time(s) (+max_restarts={self.max_restarts})." if self.max_restarts else ""
+            raise DeploymentError(message + more)
+        delay = self.restart_backoff_s * 2**done
+        print(f"ngym: {message}\nngym: restarting {name!r} in {delay:g} s (restart {done + 1} of {self.max_restarts}); "
+              f"the other servers keep serving.", file=self.out, flush=True)
+        time.sleep(delay)
+        group = [n for n, h in self.handles.items() if h is handle or (
+            isinstance(h, SharedHandle) and isinstance(handle, SharedHandle) and h.host is handle.host)]
+        specs = [self.deployment.servers[n] for n in group]
+        for n in group:
+            self.restarts[n] = self.restarts.get(n, 0) + 1
+        if isinstance(handle, SharedHandle):
+            self.handles.update(self.placement.start_group(specs, self._env_for(specs)))
+        else:
+            self.handles[name] = self.placement.start(specs[0], {**self._env_for(specs), INSTANCE_ENV: name})
+        try:
+            self._wait_ready(group)
+        except DeploymentError:
+            if self._died() is None:
+                raise
+            return  # died again while starting: the next poll counts another restart, or gives up
+        print(f"ngym: {', '.join(map(repr, group))} restarted and answering.", file=self.out, flush=True)
 
     def instances(self) -> list[dict[str, Any]]:
         now = time.time()
@@ -329,6 +422,7 @@ class Launcher:
                     "url": spec.url,
                     "pid": handle.pid if handle else None,
                     "status": "running" if alive else "exited",
+                    "restarts": self.restarts.get(name, 0),
                     "start_time": handle.started_at if handle else None,
                     "uptime_seconds": now - handle.started_at if handle else 0.0,
                 }
@@ -343,8 +437,9 @@ class Launcher:
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
     def run_forever(self, poll_s: float = 0.5) -> None:
+        """Watch the servers until interrupted: restart the ones that die (see ``max_restarts``)."""
         while True:
-            self.raise_if_died()
+            self.restart_if_died()
             time.sleep(poll_s)
 
     # ---- stop --------------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from ngym.config.schema import ServerConfig
+from fastapi import FastAPI, Request
 from fastapi.responses import Response as HTTPResponse
 
+from ngym.config.schema import ServerConfig
+from ngym.models.backend import Backend
 from ngym.server.base import Server, json_response
 from ngym.wire.chat import ChatCompletion, ChatCompletionCreateParams
 from ngym.wire.responses import Response, ResponseCreateParams
@@ -35,7 +38,23 @@ class ModelServer(Server[ServerConfig]):
         async def models() -> dict[str, object]:
             return {"object": "list", "data": [{"id": self.model_name(), "object": "model", "owned_by": "ngym"}]}
 
+        inner = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            async with inner(app):
+                try:
+                    yield
+                finally:
+                    for backend in self.upstreams():
+                        await backend.aclose()
+
+        app.router.lifespan_context = lifespan
         return app
+
+    def upstreams(self) -> list[Backend]:
+        """The backends this server calls; their connections are closed when the app shuts down."""
+        return []
 
     def model_name(self) -> str:
         return self.config.name

@@ -4,17 +4,21 @@ verified rollout per line.
 Every row is checked before the first one is sent (file:line for each problem). Results are
 appended and flushed as they complete; a rollout that fails is written to ``<output>_failures.jsonl``
 with a typed reason, never to the rollouts as reward 0. ``resume`` skips (task, rollout) pairs
-already in the output.
+already in the output whose input row is unchanged (each rollout carries a fingerprint of the
+materialized row it ran from); what the output file may hold and who may write it is
+:mod:`ngym.rollout.output`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
-import json
 import logging
+import math
+import os
 import random
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,17 +27,22 @@ import httpx
 import orjson
 from pydantic import BaseModel, Field, ValidationError
 
-from ngym.errors import InputError
 from ngym.data.jsonl import iter_jsonl
-from ngym.server.client import ServerClient
+from ngym.errors import FailureKind, InputError, classify_failure
+from ngym.rollout.output import INPUT_FP as INPUT_FP
+from ngym.rollout.output import ROLLOUT_INDEX as ROLLOUT_INDEX
+from ngym.rollout.output import TASK_INDEX as TASK_INDEX
+from ngym.rollout.output import append_line, iter_rows, scan_results
+from ngym.rollout.output import sibling as sibling
+from ngym.server.client import Reply, ServerClient
 from ngym.wire.responses import ResponseCreateParams
 from ngym.wire.rows import AgentRef
 
 log = logging.getLogger("ngym.rollout.collect")
 
-TASK_INDEX = "_ng_task_index"
-ROLLOUT_INDEX = "_ng_rollout_index"
 MAX_REPORTED = 20
+#: attempts for a rollout that timed out: the agent already waited the model's full timeout
+TIMEOUT_ATTEMPTS = 2
 
 
 class CollectArgs(BaseModel):
@@ -47,7 +56,7 @@ class CollectArgs(BaseModel):
     input_jsonl_fpath: str = Field(description="JSONL file of task rows (each with responses_create_params)")
     output_jsonl_fpath: str = Field(description="where rollouts are written, one JSON object per line")
     agent_name: str | None = Field(None, description="agent for rows without agent_ref")
-    limit: int | None = Field(None, description="only the first N rows of the input")
+    limit: int | None = Field(None, ge=1, description="only the first N rows of the input (at least 1; omit for all)")
     num_repeats: int = Field(1, ge=1, description="rollouts per row")
     num_repeats_add_seed: bool = Field(False, description="set responses_create_params.seed to the rollout index")
     num_samples_in_parallel: int | None = Field(None, ge=1, description="max rollouts in flight (default 256)")
@@ -56,7 +65,8 @@ class CollectArgs(BaseModel):
     )
     resume: bool = Field(False, description="keep rollouts already in the output and run only the rest")
     resume_from_cache: bool = Field(False, description="alias of resume (the reference's name)")
-    max_attempts: int = Field(3, ge=1, description="attempts per rollout for transient failures")
+    overwrite: bool = Field(False, description="replace a non-empty output (without it or +resume=true, one is refused)")
+    max_attempts: int = Field(3, ge=1, description="attempts per rollout for transient failures (timeouts: at most 2)")
     rollout_timeout_s: float = Field(3600.0, gt=0, description="deadline of one attempt of one rollout, seconds")
     max_consecutive_failures: int = Field(
         32, ge=1, description="stop after this many infrastructure failures in a row (a dead server)"
@@ -70,6 +80,8 @@ class Task:
     row: dict[str, Any]
     agent: str
     line: int
+    #: fingerprint of the materialized row (its content without the indices): what resume compares
+    fp: str = ""
 
     @property
     def key(self) -> tuple[int, int]:
@@ -137,13 +149,21 @@ def _scan(
             )
             continue
         index = task_index.setdefault(hashlib.blake2b(text, digest_size=16).digest(), len(task_index))
+        fp = fingerprint(row)
         for _ in range(num_repeats):
             rollout = rollouts_seen.get(index, 0)
             rollouts_seen[index] = rollout + 1
             copy = {**row, TASK_INDEX: index, ROLLOUT_INDEX: rollout}
             if add_seed:
                 copy["responses_create_params"] = {**row["responses_create_params"], "seed": rollout}
-            yield Task(copy, ref.name, lineno)
+            yield Task(copy, ref.name, lineno, fingerprint(copy) if add_seed else fp)
+
+
+def fingerprint(row: dict[str, Any]) -> str:
+    """16 hex digits over the row's content as sent (keys sorted; indices left out): two rows with
+    the same fingerprint run the same task."""
+    content = {k: v for k, v in row.items() if k not in (TASK_INDEX, ROLLOUT_INDEX)}
+    return hashlib.blake2b(orjson.dumps(content, option=orjson.OPT_SORT_KEYS), digest_size=8).hexdigest()
 
 
 def _raise_problems(path: Path, problems: list[str]) -> None:
@@ -176,7 +196,7 @@ def materialize(path: Path, materialized: Path, **options: Any) -> int:
     with tmp.open("wb") as out:
         for task in _scan(path, problems, **options):
             if not problems:
-                out.write(orjson.dumps({**task.row, "_ng_input_line": task.line}) + b"\n")
+                out.write(orjson.dumps({**task.row, "_ng_input_line": task.line, INPUT_FP: task.fp}) + b"\n")
             count += 1
     if problems:
         tmp.unlink(missing_ok=True)
@@ -192,53 +212,83 @@ def iter_materialized(materialized: Path) -> Iterator[Task]:
             if raw.strip():
                 row = orjson.loads(raw)
                 line = int(row.pop("_ng_input_line", 0))
-                yield Task(row, str(row["agent_ref"]["name"]), line)
+                fp = row.pop(INPUT_FP, None)
+                yield Task(row, str(row["agent_ref"]["name"]), line, fp if isinstance(fp, str) else fingerprint(row))
 
 
-INFRA_KINDS = frozenset({"model_error", "resources_error", "agent_unreachable", "timeout"})
+def task_keys(materialized: Path) -> dict[tuple[str, int], tuple[int, int]]:
+    """(fingerprint, rollout index) -> (task, rollout) of every task: what a resume compares with."""
+    return {(t.fp, t.key[1]): t.key for t in iter_materialized(materialized)}
 
 
-def _classify(error: BaseException) -> tuple[str, bool]:
-    if isinstance(error, httpx.TimeoutException | asyncio.TimeoutError):
-        return "timeout", True
-    if isinstance(error, httpx.HTTPError):
-        return "agent_unreachable", True
-    return "agent_crash", False
+INFRA_KINDS = frozenset(kind for kind in FailureKind if kind.infrastructure)
 
 
-async def _post_run(client: ServerClient, task: Task, deadline_s: float) -> httpx.Response:
+async def _post_run(client: ServerClient, task: Task, deadline_s: float) -> Reply:
     return await asyncio.wait_for(client.post(task.agent, "/run", json=task.row, timeout=deadline_s + 5), deadline_s)
+
+
+def rollout_of(content: bytes) -> tuple[dict[str, Any] | None, str]:
+    """An agent's HTTP 200 body as a rollout, or why it is not one (non-JSON, ``NaN``, not an
+    object, no reward, a reward that is not a finite number)."""
+    try:
+        result = orjson.loads(content)
+    except orjson.JSONDecodeError as e:
+        return None, f"a body that is not JSON ({e}; it starts {content[:120]!r})"
+    if not isinstance(result, dict):
+        return None, f"a JSON {type(result).__name__}, not an object"
+    reward = result.get("reward")
+    if "reward" not in result:
+        return None, "no 'reward'"
+    if isinstance(reward, bool) or not isinstance(reward, int | float) or not math.isfinite(reward):
+        return None, f"a reward that is not a finite number ({reward!r})"
+    return result, ""
+
+
+def _attempt_error(client: ServerClient, task: Task, e: Exception, deadline_s: float) -> dict[str, Any]:
+    """A failed attempt as a typed failure: never an exception out of :func:`run_task`."""
+    url = client.urls.get(task.agent, "?")
+    kind, retryable = classify_failure(e, FailureKind.AGENT_CRASH)
+    if isinstance(e, TimeoutError):
+        text = f"no answer within the rollout deadline of {deadline_s:g} s"
+    elif isinstance(e, httpx.HTTPError):
+        text = f"{type(e).__name__}: {e}"
+    elif isinstance(e, OSError):  # e.g. EMFILE: too many open files at high concurrency
+        kind, retryable = FailureKind.AGENT_UNREACHABLE, True
+        text = f"{type(e).__name__}: {e}"
+        if e.errno == errno.EMFILE:
+            text += " (lower +num_samples_in_parallel, or raise `ulimit -n`)"
+    else:
+        text = f"the collector could not handle the answer: {type(e).__name__}: {e}"
+    return {"kind": kind, "error": f"agent {task.agent!r} at {url}: {text}", "retryable": retryable}
 
 
 async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, deadline_s: float = 3600.0) -> Outcome:
     """POST the row to its agent's ``/run``; retry transient failures with jittered backoff.
-    Each attempt has a deadline of ``deadline_s`` seconds."""
+    Each attempt has a deadline of ``deadline_s`` seconds; a timeout is tried at most
+    :data:`TIMEOUT_ATTEMPTS` times. Every failure, whatever raised it, is a typed failure."""
     error: dict[str, Any] = {}
     for attempt in range(1, max_attempts + 1):
         try:
             answer = await _post_run(client, task, deadline_s)
-        except (httpx.HTTPError, asyncio.TimeoutError) as e:
-            kind, retryable = _classify(e)
-            url = client.urls.get(task.agent, "?")
-            text = f"no answer within the rollout deadline of {deadline_s:g} s" if isinstance(e, asyncio.TimeoutError) else f"{type(e).__name__}: {e}"
-            error = {"kind": kind, "error": f"agent {task.agent!r} at {url}: {text}", "retryable": retryable}
+        except Exception as e:
+            error = _attempt_error(client, task, e, deadline_s)
         else:
             if answer.status_code < 300:
-                result = orjson.loads(answer.content)
-                result.setdefault("agent_ref", {"name": task.agent})
-                result[TASK_INDEX], result[ROLLOUT_INDEX] = task.key
-                return Outcome(task, result=result)
-            try:
-                detail = orjson.loads(answer.content)
-            except orjson.JSONDecodeError:
-                detail = {"error": answer.text[:2000]}
-            if not isinstance(detail, dict):
-                detail = {"error": str(detail)}
-            retryable = bool(detail.get("retryable", answer.status_code in (429, 502, 503, 504)))
-            kind = str(detail.get("kind") or ("bad_input" if answer.status_code == 422 else "agent_crash"))
-            message = detail.get("error") or detail.get("detail") or detail
-            error = {"kind": kind, "error": str(message), "status": answer.status_code, "retryable": retryable}
-        if not error["retryable"] or attempt == max_attempts:
+                result, problem = rollout_of(answer.content)
+                if result is not None:
+                    result.setdefault("agent_ref", {"name": task.agent})
+                    result[TASK_INDEX], result[ROLLOUT_INDEX] = task.key
+                    if task.fp:
+                        result[INPUT_FP] = task.fp
+                    return Outcome(task, result=result)
+                url = client.urls.get(task.agent, "?")
+                error = {"kind": FailureKind.AGENT_CRASH, "error": f"agent {task.agent!r} at {url} answered HTTP {answer.status_code} "
+                         f"with {problem}: not a rollout", "status": answer.status_code, "retryable": False}
+            else:
+                error = _error_reply(answer)
+        limit = min(max_attempts, TIMEOUT_ATTEMPTS) if error["kind"] == FailureKind.TIMEOUT else max_attempts
+        if not error["retryable"] or attempt >= limit:
             break
         await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random()))
     failure = {
@@ -249,7 +299,23 @@ async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, dead
         "attempts": attempt,
         **error,
     }
+    if task.fp:
+        failure[INPUT_FP] = task.fp
     return Outcome(task, failure=failure)
+
+
+def _error_reply(answer: Reply) -> dict[str, Any]:
+    try:
+        detail = orjson.loads(answer.content)
+    except orjson.JSONDecodeError:
+        detail = {"error": answer.text[:2000]}
+    if not isinstance(detail, dict):
+        detail = {"error": str(detail)[:2000]}
+    kind, retryable = classify_failure(answer.status_code, FailureKind.AGENT_CRASH)
+    kind = FailureKind.parse(detail.get("kind")) or kind  # the agent said where it failed
+    retryable = bool(detail.get("retryable", retryable))
+    message = detail.get("error") or detail.get("detail") or detail
+    return {"kind": kind, "error": str(message)[:4000], "status": answer.status_code, "retryable": retryable}
 
 
 async def run_tasks(
@@ -266,7 +332,7 @@ async def run_tasks(
     from ngym.server import local
 
     if concurrency > 256 and any(local.app_for(url) is None for url in client.urls.values()):
-        from ngym.server.base import raise_open_file_limit
+        from ngym.server.process import raise_open_file_limit
 
         limit = raise_open_file_limit()
         if limit < concurrency * 5 // 4 + 64:
@@ -325,45 +391,23 @@ RAMP_EVERY_S = 0.1
 
 
 def done_keys(output: Path) -> set[tuple[int, int]]:
-    """Keys already in an output file. A last line cut short by a kill is removed; every complete
-    line is kept."""
-    keys: set[tuple[int, int]] = set()
-    if not output.exists():
-        return keys
-    with output.open("r+b") as f:
-        size = f.seek(0, 2)
-        if size:
-            f.seek(size - 1)
-            if f.read(1) != b"\n":  # a line cut by a kill: cut back to the last complete line
-                pos = size
-                while pos > 0:
-                    step = min(65536, pos)
-                    f.seek(pos - step)
-                    cut = f.read(step).rfind(b"\n")
-                    if cut >= 0:
-                        pos = pos - step + cut + 1
-                        break
-                    pos -= step
-                f.truncate(pos)
-        f.seek(0)
-        for line in f:
-            try:
-                row = orjson.loads(line)
-                keys.add((int(row[TASK_INDEX]), int(row[ROLLOUT_INDEX])))
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-    return keys
+    """Keys already in an output file. A last line cut short by a kill is removed; lines that are
+    not rollouts are set aside (:func:`ngym.rollout.output.scan_results`); every rollout is kept."""
+    return scan_results(output).done
 
 
-def sibling(output: Path, suffix: str) -> Path:
-    """``results/out.jsonl`` -> ``results/out<suffix>``."""
-    return output.with_name(output.stem + suffix)
+#: string fields longer than this are left out of what metrics keep of a rollout
+SLIM_STR_MAX = 256
 
 
 def slim(result: dict[str, Any]) -> dict[str, Any]:
-    """What metrics need of a rollout: its indices, agent, scalar fields and token usage."""
-    out = {k: v for k, v in result.items() if isinstance(v, int | float | bool | str) or k == "agent_ref"}
-    usage = (result.get("response") or {}).get("usage")
+    """What metrics need of a rollout: its indices, agent, scalar fields and token usage (long
+    strings left out: memory stays bounded by concurrency, not by the size of rows)."""
+    out = {
+        k: v for k, v in result.items()
+        if isinstance(v, int | float | bool) or (isinstance(v, str) and len(v) <= SLIM_STR_MAX) or k == "agent_ref"
+    }
+    usage = (result.get("response") or {}).get("usage") if isinstance(result.get("response"), dict) else None
     if usage:
         out["response"] = {"usage": usage}
     return out
@@ -378,6 +422,18 @@ class CollectionReport:
     results: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     aborted: str | None = None
+    #: what a resume found in the output (lines set aside, rollouts re-indexed); empty if nothing
+    resume_note: str = ""
+
+
+def _open_append(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+def _write_error(path: Path, e: OSError) -> str:
+    fix = "free some space" if e.errno == 28 else "fix the file or folder"
+    return (f"could not write {path}: {e.strerror}. Every line written before is kept; {fix}, then re-run with "
+            f"+resume=true")
 
 
 async def collect(
@@ -392,49 +448,65 @@ async def collect(
     max_consecutive_failures: int = 32,
     resume: bool = False,
     progress: bool = True,
+    current: Mapping[tuple[str, int], tuple[int, int]] | None = None,
 ) -> CollectionReport:
     """Run every task not yet in ``output``; append results and failures as they complete.
 
+    The caller owns the output (:class:`ngym.rollout.output.OutputLock`, ``check_output``).
+    ``resume``: keep the rollouts already there whose input is unchanged (``current``: the
+    fingerprints of the tasks about to run, see :func:`task_keys`) and run the rest; otherwise the
+    output is emptied. The previous failures file is kept as ``<out>_failures_previous.jsonl``.
     Stops early (``report.aborted`` says why) after ``max_consecutive_failures`` infrastructure
-    failures in a row (dead model or resources server): completed rollouts are kept, and
-    ``resume=True`` later runs only what is missing."""
+    failures in a row (dead model or resources server), or when the output cannot be written:
+    completed rollouts are kept, and ``resume=True`` later runs only what is missing."""
     import time
 
     from tqdm import tqdm
 
     output.parent.mkdir(parents=True, exist_ok=True)
     failures_path = sibling(output, "_failures.jsonl")
-    done = done_keys(output) if resume else set()
-    if not resume:
-        output.write_bytes(b"")
-    failures_path.unlink(missing_ok=True)
     report = CollectionReport(output=output)
-    if done:
-        with output.open("rb") as f:
-            report.results = [slim(orjson.loads(line)) for line in f if line.strip()]
+    if resume:
+        scan = scan_results(output, current)
+        done = scan.done
+        report.resume_note = scan.summary(output)
+        report.results = [slim(row) for row in iter_rows(output)] if output.exists() else []
+    else:
+        done = set()
+        output.write_bytes(b"")
+    if failures_path.exists():  # kept until this run has read everything it needs
+        failures_path.replace(sibling(output, "_failures_previous.jsonl"))
     todo = (t for t in tasks if t.key not in done)
     report.skipped = len(done)
     t0 = time.monotonic()
     streak = 0
+    per_agent: dict[str, int] = {}  # completed per agent, shown on the bar
     bar = tqdm(total=total, initial=report.skipped, desc="rollouts", unit="rollout", disable=not progress, dynamic_ncols=True)
-    with output.open("ab") as out, bar:
-        failures_out = None
-        try:
+    out = _open_append(output)
+    failures_out: int | None = None
+    try:
+        with bar:
             async for outcome in run_tasks(client, todo, concurrency, max_attempts, deadline_s):
                 if outcome.result is not None:
-                    out.write(orjson.dumps(outcome.result) + b"\n")
-                    out.flush()
+                    try:
+                        append_line(out, orjson.dumps(outcome.result) + b"\n")
+                    except OSError as e:
+                        report.aborted = _write_error(output, e)
+                        break
                     report.written += 1
                     report.results.append(slim(outcome.result))
                     streak = 0
                 else:
                     failure = outcome.failure
                     assert failure is not None
-                    if failures_out is None:
-                        failures_out = failures_path.open("ab")
-                    failures_out.write(orjson.dumps(failure) + b"\n")
-                    failures_out.flush()
                     report.failures.append(failure)
+                    try:
+                        if failures_out is None:
+                            failures_out = _open_append(failures_path)
+                        append_line(failures_out, orjson.dumps(failure) + b"\n")
+                    except OSError as e:
+                        report.aborted = _write_error(failures_path, e)
+                        break
                     streak = streak + 1 if failure["kind"] in INFRA_KINDS else 0
                     if streak >= max_consecutive_failures:
                         report.aborted = (
@@ -442,10 +514,17 @@ async def collect(
                             f"[{failure['kind']}] {failure['error']}"
                         )
                         break
-                bar.set_postfix(failed=len(report.failures), refresh=False)
+                agent = ((outcome.result or outcome.failure or {}).get("agent_ref") or {}).get("name", "?")
+                per_agent[agent] = per_agent.get(agent, 0) + 1
+                bar.set_postfix_str(
+                    ", ".join(f"{name.removesuffix('_simple_agent')} {n}" for name, n in per_agent.items())
+                    + (f", failed {len(report.failures)}" if report.failures else ""),
+                    refresh=False,
+                )
                 bar.update(1)
-        finally:
-            if failures_out is not None:
-                failures_out.close()
+    finally:
+        os.close(out)
+        if failures_out is not None:
+            os.close(failures_out)
     report.seconds = time.monotonic() - t0
     return report

@@ -251,10 +251,13 @@ def reward_profiles(
 
 
 def format_aggregate_table(aggregate: dict[str, Any]) -> str:
-    """Per agent and overall: rollouts, tasks, reward mean/std, pass@k and mean@k, tokens per rollout."""
+    """Per agent and overall: rollouts, tasks, reward mean/std, pass@k and mean@k, tokens per rollout.
+
+    Up to three values of k are shown; with more (rows repeated many times), k = 1 and the largest."""
     entries = [(a["agent_ref"]["name"], a) for a in aggregate["agents"]] + [("overall", aggregate["overall"])]
-    ks = [key for _, s in entries for key in s.get("pass@k", {})]
-    ks = list(dict.fromkeys(ks))
+    ks = sorted({key for _, s in entries for key in s.get("pass@k", {})}, key=lambda key: int(key.split("@")[1]))
+    if len(ks) > 3:  # many repeats: k = 1 and the most repeats only (every k is in the JSON file)
+        ks = [ks[0], ks[-1]]
     means = [key.replace("pass", "mean") for key in ks]
     header = ["agent", "rollouts", "tasks", "reward mean", "reward std", *ks, *means, "tokens/rollout"]
     rows = [header]

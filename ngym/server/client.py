@@ -1,8 +1,12 @@
 """The client servers use to call each other by instance name.
 
-One pooled ``httpx.AsyncClient`` per process, with explicit timeouts and **no cookie jar**: cookies
-(the per-episode session) are passed per call and read from each response, never shared between
-episodes.
+:class:`ServerClient` resolves an instance name to its base URL and sends through a
+:class:`~ngym.server.transport.Transport`: into the app when this process hosts that server
+(:class:`~ngym.server.transport.LocalTransport`), else over sockets
+(:class:`~ngym.server.transport.AiohttpTransport`; an ``httpx.AsyncClient`` in tests). No
+transport keeps cookies: the per-episode session cookies are passed per call and read from each
+answer, never shared between episodes. Failures to get an answer raise ngym's
+:class:`~ngym.errors.TransportError` tree.
 """
 
 from __future__ import annotations
@@ -12,11 +16,8 @@ import json
 import os
 import random
 from collections.abc import Awaitable, Callable
-from http.cookiejar import Cookie, CookieJar
-from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import httpx
 import orjson
 import yaml
@@ -24,29 +25,30 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel
 
 from ngym.config.schema import HeadServerConfig
+from ngym.errors import ConnectError, DeploymentError, RemoteProtocolError
 from ngym.server import local
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, current_token
-from ngym.errors import DeploymentError
+from ngym.server.http import Cookies
+from ngym.server.transport import (
+    AiohttpTransport,
+    HttpxTransport,
+    LocalTransport,
+    Reply,
+    Transport,
+    make_http_client,
+)
 
-Cookies = dict[str, str]
-
-
-class _NoCookieJar(CookieJar):
-    """A jar that never stores: responses of one episode must not leak into another."""
-
-    def set_cookie(self, cookie: Cookie) -> None:
-        return None
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-
-class _CookielessClient(httpx.AsyncClient):
-    """An AsyncClient whose cookie store never keeps anything (httpx copies a jar handed to it)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._cookies.jar = _NoCookieJar()
+__all__ = [
+    "Cookies",
+    "Reply",
+    "ServerClient",
+    "fetch_global_config",
+    "instance_urls",
+    "make_http_client",
+    "response_cookies",
+    "to_json_bytes",
+    "with_retries",
+]
 
 
 def to_json_bytes(payload: Any) -> bytes:
@@ -62,34 +64,6 @@ def response_cookies(response: httpx.Response | Reply) -> Cookies:
     return {name: value for name, value in response.cookies.items()}
 
 
-@dataclass(slots=True)
-class Reply:
-    """An HTTP answer from another server: status, body, where it came from, cookies it set."""
-
-    status_code: int
-    content: bytes
-    url: str
-    cookies: Cookies = field(default_factory=dict)
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        return orjson.loads(self.content)
-
-
-def make_http_client(
-    timeout_s: float = 900.0, connect_timeout_s: float = 10.0, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    return _CookielessClient(
-        transport=transport,
-        timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=1024),
-        trust_env=False,
-    )
-
-
 def instance_urls(config: DictConfig | dict[str, Any]) -> dict[str, str]:
     """``instance name -> base URL`` for every server-shaped entry of a (resolved) global config."""
     from ngym.config.deployment import build_deployment
@@ -100,7 +74,10 @@ def instance_urls(config: DictConfig | dict[str, Any]) -> dict[str, str]:
 
 
 class ServerClient:
-    """Calls other servers of the deployment by instance name."""
+    """Calls other servers of the deployment by instance name.
+
+    ``http`` (an ``httpx.AsyncClient``) or ``transport`` replaces the default aiohttp transport;
+    servers hosted by this process are always reached in-process."""
 
     def __init__(
         self,
@@ -109,22 +86,17 @@ class ServerClient:
         *,
         config: DictConfig | None = None,
         timeout_s: float = 900.0,
+        transport: Transport | None = None,
     ) -> None:
         self.urls = urls
         self.config = config
-        self._http = http
-        self._aio: aiohttp.ClientSession | None = None
         self.timeout_s = timeout_s
-        # a refused connection fails at once; this bounds SYNs a saturated server's full accept queue
-        # dropped (retransmitted after 1, 3, 7, 15, 31 s), which is slow, not dead
-        self.connect_timeout_s = 60.0
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        """The httpx client (in-process tests); servers talking over sockets use aiohttp."""
-        if self._http is None:
-            self._http = make_http_client()
-        return self._http
+        if transport is None:
+            # a refused connection fails at once; the connect timeout bounds SYNs a saturated server's
+            # full accept queue dropped (retransmitted after 1, 3, 7, 15, 31 s), which is slow, not dead
+            transport = HttpxTransport(http) if http is not None else AiohttpTransport(timeout_s, connect_timeout_s=60.0)
+        self.transport: Transport = transport
+        self.local = LocalTransport(timeout_s)
 
     @classmethod
     def from_config(cls, config: DictConfig, http: httpx.AsyncClient | None = None) -> ServerClient:
@@ -148,75 +120,12 @@ class ServerClient:
                 f"Instances: {sorted(self.urls) or 'none'}."
             ) from None
 
-    def _session(self) -> aiohttp.ClientSession:
-        if self._aio is None or self._aio.closed:
-            token = current_token()
-            self._aio = aiohttp.ClientSession(
-                # idle connections close after 10 s (well under the servers' 75 s): when the mix of
-                # rollouts in flight shifts between agents, idle sockets do not pile up
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=10),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s, connect=self.connect_timeout_s),
-                headers={TOKEN_HEADER: token} if token else None,
-                json_serialize=lambda v: orjson.dumps(v).decode(),
-                trust_env=False,
-            )
-        return self._aio
-
     async def _send(
         self, method: str, base: str, path: str, body: bytes | None, cookies: Cookies | None, timeout: float | None
     ) -> Reply:
-        app = local.app_for(base)
-        if app is not None:  # a server hosted by this process: no socket (ngym.server.local)
-            return await self._send_local(app, method, base, path, body, cookies, timeout)
-        url = base + path
-        headers = {"content-type": "application/json"} if body is not None else {}
-        if cookies:
-            headers["cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        if self._http is not None:  # an explicit httpx client: in-process ASGI apps in tests
-            answer = await self._http.request(
-                method, url, content=body, headers=headers,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-            return Reply(answer.status_code, answer.content, str(answer.url), response_cookies(answer))
-        request_timeout = aiohttp.ClientTimeout(total=timeout, connect=self.connect_timeout_s) if timeout else None
-        try:
-            async with self._session().request(
-                method, url, data=body, headers=headers, timeout=request_timeout
-            ) as answer:
-                content = await answer.read()
-                got = {name: morsel.value for name, morsel in answer.cookies.items()}
-                return Reply(answer.status, content, url, got)
-        except aiohttp.ConnectionTimeoutError:
-            raise httpx.ConnectTimeout(
-                f"could not connect to {url} within {self.connect_timeout_s:g} s (is the server overloaded or down?)"
-            ) from None
-        except asyncio.TimeoutError:
-            raise httpx.ReadTimeout(f"no answer from {url} in time") from None
-        except aiohttp.ServerDisconnectedError as e:
-            raise httpx.RemoteProtocolError(f"{url}: {e}") from None
-        except aiohttp.ClientConnectionError as e:
-            raise httpx.ConnectError(f"{url}: {e}") from None
-        except aiohttp.ClientError as e:
-            raise httpx.TransportError(f"{url}: {type(e).__name__}: {e}") from None
-
-    async def _send_local(
-        self, app: Any, method: str, base: str, path: str, body: bytes | None, cookies: Cookies | None,
-        timeout: float | None,
-    ) -> Reply:
-        url = base + path
-        headers = {"content-type": "application/json"} if body is not None else {}
-        token = current_token()
-        if token:
-            headers[TOKEN_HEADER] = token
-        try:
-            async with asyncio.timeout(timeout if timeout is not None else self.timeout_s):
-                status, content, got = await local.call(app, base, method, path, body, cookies, headers)
-        except TimeoutError:
-            raise httpx.ReadTimeout(f"no answer from {url} in time") from None
-        except local.LocalCallError as e:
-            raise httpx.RemoteProtocolError(f"{url}: {e}") from None
-        return Reply(status, content, url, got)
+        # a server hosted by this process: no socket (ngym.server.local)
+        transport = self.local if local.app_for(base) is not None else self.transport
+        return await transport.send(method, base, path, body, cookies, timeout)
 
     async def post(
         self,
@@ -246,14 +155,12 @@ class ServerClient:
         return await self._send("GET", self.url_of(server_name), url_path, None, cookies, None)
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-        if self._aio is not None:
-            await self._aio.close()
+        await self.transport.aclose()
 
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-TRANSIENT_ERRORS = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError, httpx.PoolTimeout)
+#: no answer, but the request may not have been processed: worth another try
+TRANSIENT_ERRORS = (ConnectError, RemoteProtocolError)
 
 
 async def with_retries(

@@ -6,13 +6,15 @@ pydantic model (or dict) and maybe the ``Request``: tools, ``/seed_session``, ``
 handler's model, reads the session cookie as :class:`~ngym.server.sessions.SessionMiddleware`
 does, calls the handler, and serialises the result as FastAPI would (its response model with
 ``exclude_none`` and the other options; a returned ``Response`` as is; errors as
-:class:`~ngym.server.base.ErrorMiddleware` writes them). The answer is the same bytes on the wire;
-what is skipped is five layers of middleware, routing, and dependency solving per request.
+:class:`~ngym.server.middleware.ErrorMiddleware` writes them). The answer is the same bytes on the
+wire; what is skipped is five layers of middleware, routing, and dependency solving per request.
 
-Everything else takes the app's complete stack: other middleware, dependencies, path/query/header
-parameters, sync handlers, custom exception handlers, a body limit, and a body that does not
-validate (so FastAPI writes its own 422). ``tests/test_fastpath.py`` checks that both paths answer
-alike, route by route.
+What the middleware would do comes from :class:`FastPathSettings`, given by whoever built the
+stack (:meth:`ngym.server.base.Server.build_app`); which routes qualify comes from each
+endpoint's own Python signature (no FastAPI internals). Everything else takes the app's complete
+stack: other middleware, dependencies, path/query/header parameters, sync handlers, custom
+exception handlers, a body limit, and a body that does not validate (so FastAPI writes its own
+422). ``tests/test_fastpath.py`` checks that both paths answer alike, route by route.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import inspect
+import types
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,16 +34,33 @@ from fastapi.datastructures import DefaultPlaceholder
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, SessionMiddleware, new_session_id
+from ngym.server.asgi import collect
+from ngym.server.auth import TOKEN_HEADER
+from ngym.server.http import JSON_TYPE, Cookies, Headers, is_json_body, parse_cookie_header, set_cookies
+from ngym.server.middleware import error_answer
+from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, new_session_id
 
-Headers = list[tuple[bytes, bytes]]
-JSON_TYPE = (b"content-type", b"application/json")
+_TOKEN_HEADER = TOKEN_HEADER.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class FastPathSettings:
+    """What the app's ngym middleware does, so the fast path can do the same without it."""
+
+    #: the instance name errors carry (:class:`~ngym.server.middleware.ErrorMiddleware`)
+    server_name: str
+    #: the session cookie (:class:`~ngym.server.sessions.SessionMiddleware`); None: no sessions
+    session: SessionCookie | None = None
+    #: the deployment token required in ``x-ngym-token`` (:class:`~ngym.server.auth.TokenMiddleware`)
+    token: str | None = None
+    #: False when the app has anything the fast path cannot reproduce: every request takes the full stack
+    enabled: bool = True
 
 
 @dataclass(slots=True)
@@ -54,65 +75,58 @@ class FastRoute:
     dump: dict[str, Any] = field(default_factory=dict)
 
 
+#: the exception handlers every FastAPI app has; an app with others takes the full stack
+DEFAULT_HANDLERS = frozenset({HTTPException, RequestValidationError, WebSocketRequestValidationError})
+
+
+def bypassable(app: FastAPI) -> bool:
+    """Whether the fast path may answer for ``app`` as it is *before* ngym adds its middleware: no
+    middleware of the author's own, no custom exception handlers, no body limit."""
+    return (
+        not app.user_middleware
+        and all(key in DEFAULT_HANDLERS for key in app.exception_handlers)
+        and getattr(app, "max_body_size", None) is None
+    )
+
+
 class FastPath:
     """The routes of one FastAPI app that can be answered directly."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.server_name = ""
-        self.session: SessionCookie | None = None
-        self.token: bytes | None = None
+    def __init__(self, app: FastAPI, settings: FastPathSettings) -> None:
+        self.server_name = settings.server_name
+        self.session = settings.session
+        self.token = settings.token.encode() if settings.token else None
         self.routes: dict[tuple[str, str], FastRoute] = {}
-        self._compile(app)
-
-    def _compile(self, app: FastAPI) -> None:
-        from ngym.server.auth import TokenMiddleware
-        from ngym.server.base import ErrorMiddleware
-
-        for middleware in app.user_middleware:
-            if middleware.cls is SessionMiddleware:
-                self.session = SessionCookie(middleware.kwargs["cookie_name"], middleware.kwargs.get("secret"))
-            elif middleware.cls is ErrorMiddleware:
-                self.server_name = middleware.kwargs["server_name"]
-            elif middleware.cls is TokenMiddleware:
-                self.token = str(middleware.kwargs["token"]).encode()
-            else:
-                return  # middleware we do not know: every request takes the full stack
-        if any(key not in DEFAULT_HANDLERS for key in app.exception_handlers):
-            return
-        if getattr(app, "max_body_size", None) is not None:
-            return
-        for route in app.routes:
-            if isinstance(route, APIRoute):
-                try:
-                    fast = _fast_route(route)
-                except (AttributeError, TypeError, ValueError):  # another FastAPI than we know: full stack
-                    fast = None
-                if fast is not None:
-                    for method in route.methods:
-                        self.routes[(method, route.path)] = fast
+        if settings.enabled:
+            for route in app.routes:
+                if isinstance(route, APIRoute):
+                    fast = fast_route(route)
+                    if fast is not None:
+                        for method in route.methods or ():
+                            self.routes[(method, route.path)] = fast
 
     def token_ok(self, headers: Headers) -> bool:
         if self.token is None:
             return True
-        given = next((v for k, v in headers if k == b"x-ngym-token"), b"")
+        given = next((v for k, v in headers if k == _TOKEN_HEADER), b"")
         return hmac.compare_digest(given, self.token)
 
     async def answer(
-        self, route: FastRoute, scope: Scope, body: bytes, cookies: dict[str, str]
+        self, route: FastRoute, scope: Scope, body: bytes, cookies: Cookies
     ) -> tuple[int, bytes, Headers] | Response | None:
         """(status, body, headers); or a response to run as an ASGI app (a streaming one); or None
         when the request must take the full stack instead."""
         kwargs: dict[str, Any] = {}
-        if route.body is not None:
+        if route.body is not None and route.body_name is not None:
             if body:
                 try:
-                    kwargs[route.body_name] = route.body.validate_json(body)  # type: ignore[index]
+                    kwargs[route.body_name] = route.body.validate_json(body)
                 except ValidationError:
                     return None  # FastAPI writes its own 422
             elif route.body_required:
                 return None
             else:
-                kwargs[route.body_name] = None  # type: ignore[index]
+                kwargs[route.body_name] = None
         headers: Headers = []
         if self.session is not None:
             value = cookies.get(self.session.name)
@@ -141,8 +155,6 @@ class FastPath:
             status, content = e.status_code, orjson.dumps({"detail": e.detail})
             headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (e.headers or {}).items())
         except Exception as e:  # noqa: BLE001 - as ErrorMiddleware does
-            from ngym.server.base import error_answer
-
             status, content = error_answer(e, self.server_name)
         headers.append(JSON_TYPE)
         headers.append((b"content-length", str(len(content)).encode()))
@@ -150,18 +162,20 @@ class FastPath:
 
 
 class FastPathApp:
-    """The ASGI app a server serves: its FastAPI app, with :class:`FastPath` in front."""
+    """The ASGI app a server serves: its FastAPI app (with the whole middleware stack), with
+    :class:`FastPath` in front. Attributes of the FastAPI app pass through."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, settings: FastPathSettings) -> None:
         self.app = app
-        self.fast = FastPath(app)
+        self.settings = settings
+        self.fast = FastPath(app, settings)
 
     def __getattr__(self, name: str) -> Any:  # routes, openapi(), state... of the FastAPI app
         return getattr(self.app, name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self.fast.routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
-        if route is None or not self.fast.token_ok(scope["headers"]) or not _json_or_none(scope["headers"]):
+        if route is None or not self.fast.token_ok(scope["headers"]) or not is_json_body(scope["headers"]):
             await self.app(scope, receive, send)
             return
         chunks = []
@@ -185,37 +199,18 @@ class FastPathApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-
-def _json_or_none(headers: Headers) -> bool:
-    """FastAPI parses a body as JSON when the content type is absent, ``application/json`` or
-    ``application/*+json``; other bodies are its business (it validates the raw bytes)."""
-    value = next((v for k, v in headers if k == b"content-type"), b"")
-    kind = value.split(b";", 1)[0].strip().lower()
-    return not kind or kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
-
-
-def parse_cookie_header(value: bytes | None) -> dict[str, str]:
-    """``a=1; b=2`` -> ``{"a": "1", "b": "2"}`` (values as sent; quoted values lose their quotes)."""
-    if not value:
-        return {}
-    cookies = {}
-    for part in value.decode("latin-1").split(";"):
-        name, sep, val = part.partition("=")
-        if sep:
-            cookies[name.strip()] = val.strip().strip('"')
-    return cookies
-
-
-def set_cookies(headers: Headers) -> dict[str, str]:
-    """The cookies a response sets, by name."""
-    cookies: dict[str, str] = {}
-    for name, value in headers:
-        if name == b"set-cookie":
-            pair = value.decode("latin-1").split(";", 1)[0]
-            key, sep, val = pair.partition("=")
-            if sep:
-                cookies[key.strip()] = val.strip().strip('"')
-    return cookies
+    async def call(self, scope: Scope, body: bytes | None, cookies: Cookies) -> tuple[int, bytes, Cookies]:
+        """One request from this process (:mod:`ngym.server.local`): (status, body, cookies it
+        set), answered as over HTTP. Raises :class:`~ngym.server.asgi.IncompleteAnswer` where
+        the connection would drop."""
+        route = self.fast.routes.get((scope["method"], scope["path"]))
+        if route is not None and self.fast.token_ok(scope["headers"]):
+            answer = await self.fast.answer(route, scope, body or b"", cookies)
+            if isinstance(answer, tuple):
+                return answer[0], answer[1], set_cookies(answer[2])
+            if answer is not None:  # a streamed response: collect it
+                return await collect(answer, scope, b"")
+        return await collect(self.app, scope, body)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -244,45 +239,53 @@ def _body_once(body: bytes) -> Receive:
     return receive
 
 
-#: the exception handlers every FastAPI app has; an app with others takes the full stack
-DEFAULT_HANDLERS = frozenset({HTTPException, RequestValidationError, WebSocketRequestValidationError})
+def fast_route(route: APIRoute) -> FastRoute | None:
+    """The fast-path form of a route, or None when the route needs FastAPI's full stack.
 
-
-def _fast_route(route: APIRoute) -> FastRoute | None:
-    dependant = route.dependant
-    special = (
-        "websocket_param_name", "http_connection_param_name", "response_param_name",
-        "background_tasks_param_name", "security_scopes_param_name",
-    )
+    Read from the route's public settings and the endpoint's own signature: parameters may be one
+    JSON body (a pydantic model or a dict, optional with ``= None``) and the ``Request``; anything
+    else (a scalar is a query parameter; ``Depends``, ``Body()``, ``Query()``... defaults;
+    ``Annotated``; other injected types) leaves the route to FastAPI.
+    """
     if (
         "{" in route.path
         or route.dependencies
-        or dependant.dependencies
-        or dependant.path_params
-        or dependant.query_params
-        or dependant.header_params
-        or dependant.cookie_params
-        or len(dependant.body_params) > 1
-        or any(getattr(dependant, name, None) is not None for name in special)
         or not isinstance(route.response_class, DefaultPlaceholder)
         or not inspect.iscoroutinefunction(route.endpoint)
         or route.response_model_include is not None
         or route.response_model_exclude is not None
     ):
         return None
-    body_name, body, required = None, None, False
-    if dependant.body_params:
-        param = dependant.body_params[0]
-        info = param.field_info
-        if getattr(info, "embed", False):
+    try:
+        signature = inspect.signature(route.endpoint, eval_str=True)
+    except (NameError, TypeError, SyntaxError):  # FastAPI resolves what it can; leave it to FastAPI
+        return None
+    body_name: str | None = None
+    body: TypeAdapter[Any] | None = None
+    required = False
+    request_name: str | None = None
+    for name, param in signature.parameters.items():
+        annotation = param.annotation
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             return None
-        body_name, body, required = param.name, TypeAdapter(info.annotation), info.is_required()
+        if annotation is Request:
+            if param.default is not param.empty or request_name is not None:
+                return None
+            request_name = name
+            continue
+        if body_name is not None or not _is_json_body_type(annotation, optional=param.default is None):
+            return None
+        if param.default is param.empty:
+            required = True
+        elif param.default is not None:
+            return None  # Depends(), Body(), Query(), a default value...
+        body_name, body = name, TypeAdapter(annotation)
     return FastRoute(
         endpoint=route.endpoint,
         body_name=body_name,
         body=body,
         body_required=required,
-        request_name=getattr(dependant, "request_param_name", None),
+        request_name=request_name,
         status_code=route.status_code or 200,
         response=TypeAdapter(route.response_model) if route.response_model is not None else None,
         dump={
@@ -292,3 +295,16 @@ def _fast_route(route: APIRoute) -> FastRoute | None:
             "exclude_none": route.response_model_exclude_none,
         },
     )
+
+
+def _is_json_body_type(annotation: Any, optional: bool) -> bool:
+    """A pydantic model or a ``dict`` (``X | None`` when the default is None): what FastAPI reads
+    from the JSON body."""
+    if optional and isinstance(annotation, types.UnionType | type(typing.Optional[int])):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) != len(typing.get_args(annotation)) - 1 or len(args) != 1:
+            return False
+        annotation = args[0]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return annotation is dict or typing.get_origin(annotation) is dict

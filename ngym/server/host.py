@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import types
 from typing import Any
 
 import uvicorn
@@ -27,40 +26,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ngym.config.deployment import ServerSpec, build_deployment
 from ngym.errors import DeploymentError, NgymError
-from ngym.server import base, local
+from ngym.server import local
+from ngym.server.base import Server
+from ngym.server.loader import load_app
+from ngym.server.process import CONFIG_ENV, die_with_launcher, raise_open_file_limit, tune_gc, uvicorn_config
 
 HOSTED_ENV = "NGYM_INSTANCES"
 
 
-def load_server(spec: ServerSpec, cfg: DictConfig) -> base.Server[Any]:
-    """Run ``spec``'s entrypoint as ``__main__`` and build the server its ``run_webserver()`` names."""
+def load_server(spec: ServerSpec, cfg: DictConfig) -> Server[Any]:
+    """Run ``spec``'s entrypoint as ``__main__`` (:func:`ngym.server.loader.load_app`) and build the
+    server its ``run_webserver()`` names."""
     path = spec.dir / spec.entrypoint
     if not path.is_file():
         raise DeploymentError(f"{spec.name}: entrypoint {str(path)!r} does not exist.")
-    built: list[base.Server[Any]] = []
-    module = types.ModuleType("__main__")
-    module.__file__ = str(path)
-    main, modules_before = sys.modules["__main__"], set(sys.modules)
-    sys.path.insert(0, str(spec.dir))
-    base._hosting = lambda cls: built.append(cls.from_global_config(cfg, spec.name))
-    sys.modules["__main__"] = module  # annotations resolve against the module while it runs
-    try:
-        exec(compile(path.read_text(), str(path), "exec"), module.__dict__)
-    finally:
-        sys.modules["__main__"] = main
-        base._hosting = None
-        sys.path.remove(str(spec.dir))
-        # sibling modules of this server (its own utils.py, say) must not shadow another server's
-        for name in set(sys.modules) - modules_before:
-            file = getattr(sys.modules[name], "__file__", None) or ""
-            if file.startswith(str(spec.dir) + os.sep):
-                del sys.modules[name]
-    if not built:
+    loaded = load_app(path, as_main=True)
+    served = [cls for cls in loaded.served if issubclass(cls, Server)]
+    if not served:
         raise DeploymentError(
             f"{spec.name}: {path} did not call <YourServer>.run_webserver() under `if __name__ == \"__main__\":`, "
             f"so it cannot be hosted with other servers. Leave it out of `colocate`."
         )
-    return built[0]
+    return served[0].from_global_config(cfg, spec.name)
 
 
 class PortDispatcher:
@@ -74,8 +61,8 @@ class PortDispatcher:
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
-        server = scope.get("server") or (None, None)
-        app = self.apps.get(server[1])
+        server = scope.get("server") or (None, 0)
+        app = self.apps.get(int(server[1] or 0))
         if app is None:
             raise RuntimeError(f"no hosted server listens on port {server[1]}")
         await app(scope, receive, send)
@@ -136,14 +123,14 @@ class HostedServers:
             self.sockets.append(uvicorn.Config(app, host=spec.host, port=spec.port, log_level="warning").bind_socket())
         for spec in self.specs:
             local.register(spec.url, self.apps[spec.port])
-        base.raise_open_file_limit()
+        raise_open_file_limit()
         first = self.specs[0]
-        self.server = _Server(base.uvicorn_config(PortDispatcher(self.apps), first.host, first.port))
+        self.server = _Server(uvicorn_config(PortDispatcher(self.apps), first.host, first.port))
         self._task: asyncio.Task[None] | None = None
 
     def run(self) -> None:
         """Serve until SIGINT/SIGTERM (uvicorn's own signal handling)."""
-        base.tune_gc()
+        tune_gc()
         self.server.own_signals = True
         self.server.run(sockets=self.sockets)
 
@@ -175,15 +162,15 @@ class _Server(uvicorn.Server):
 
     own_signals = False
 
-    def capture_signals(self) -> Any:  # type: ignore[override]
+    def capture_signals(self) -> Any:
         return super().capture_signals() if self.own_signals else contextlib.nullcontext()
 
 
 def main() -> None:
-    base.die_with_launcher()
-    raw, names = os.environ.get(base.CONFIG_ENV), os.environ.get(HOSTED_ENV, "")
+    die_with_launcher()
+    raw, names = os.environ.get(CONFIG_ENV), os.environ.get(HOSTED_ENV, "")
     if not raw or not names:
-        sys.exit(f"error: ngym.server.host is started by ng_run (it needs {base.CONFIG_ENV} and {HOSTED_ENV}).")
+        sys.exit(f"error: ngym.server.host is started by ng_run (it needs {CONFIG_ENV} and {HOSTED_ENV}).")
     cfg = OmegaConf.create(raw)
     assert isinstance(cfg, DictConfig)
     try:

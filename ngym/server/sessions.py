@@ -16,11 +16,12 @@ import time
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from http.cookies import SimpleCookie
 from typing import Any, Generic, TypeVar
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ngym.server.http import parse_cookie_header
 
 SESSION_ID_KEY = "session_id"
 SECRET_ENV = "NGYM_SESSION_SECRET"
@@ -75,15 +76,8 @@ class SessionMiddleware:
         for name, value in scope.get("headers", ()):
             if name != b"cookie":
                 continue
-            jar: SimpleCookie = SimpleCookie()
-            try:
-                jar.load(value.decode("latin-1"))
-            except Exception:
-                continue
-            morsel = jar.get(self.cookie.name)
-            if morsel is None:
-                continue
-            sid = self.cookie.verify(morsel.value)
+            given = parse_cookie_header(value).get(self.cookie.name)
+            sid = self.cookie.verify(given) if given else None
             if sid:
                 return sid
         return None

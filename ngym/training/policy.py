@@ -266,6 +266,7 @@ class PolicyEndpoint:
         text = self.tokenizer.decode(generated[:-1] if stopped else generated, skip_special_tokens=True)
         items = self.renderer.parse(text)
         last = items[-1]
+        assert not isinstance(last, FunctionCallOutput)  # parsed model output: message, call or reasoning
         last.prompt_token_ids = prompt
         last.generation_token_ids = list(generated)
         last.generation_log_probs = list(logprobs)
@@ -298,8 +299,7 @@ class PolicyEndpoint:
 
     def start(self, timeout_s: float = 30.0) -> str:
         config = uvicorn.Config(self.app(), host=self.host, port=self.port, log_level="warning", access_log=False)
-        self._server = uvicorn.Server(config)
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._server = uvicorn.Server(config)  # in a thread, uvicorn leaves the signal handlers alone
         self._thread = threading.Thread(target=self._server.run, name="ngym-policy-endpoint", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout_s

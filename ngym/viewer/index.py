@@ -15,15 +15,16 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
 TASK_INDEX = "_ng_task_index"
 ROLLOUT_INDEX = "_ng_rollout_index"
+T = TypeVar("T")
 #: top-level keys that are not an environment's own metrics
 RESERVED = frozenset({"responses_create_params", "response", "reward", "agent_ref", TASK_INDEX, ROLLOUT_INDEX})
 #: status codes, in the order of ``STATUSES``
@@ -79,8 +80,8 @@ def _number(value: Any) -> float | None:
 
 def _env_name(row: dict[str, Any]) -> str | None:
     ref = row.get("agent_ref")
-    if isinstance(ref, dict) and isinstance(ref.get("name"), str):
-        return ref["name"]
+    if isinstance(ref, dict) and isinstance(name := ref.get("name"), str):
+        return name
     if isinstance(ref, str):
         return ref
     return None
@@ -274,7 +275,7 @@ class RunIndex:
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def _cached(self, key: tuple[Any, ...], compute: Any) -> Any:
+    def _cached(self, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
         with self._lock:
             key = (*key, len(self.offset))
             hit = self._cache.get(key)
@@ -284,11 +285,11 @@ class RunIndex:
                 hit = self._cache[key] = compute()
             return hit
 
-    def select(self, flt: Filter) -> array:
+    def select(self, flt: Filter) -> array[int]:
         """Ids of the entries that match, in file order (cached per filter)."""
         return self._cached(("select", *flt.key()), lambda: self._select(flt))
 
-    def _select(self, flt: Filter) -> array:
+    def _select(self, flt: Filter) -> array[int]:
         n = len(self.offset)
         ids: Iterable[int] = range(n)
         if flt.env is not None:

@@ -33,6 +33,9 @@ class SimpleAgentConfig(ServerConfig):
     tool_timeout_s: float = 300.0
     #: attempts per model call for transient failures (connection errors, 429, 5xx)
     model_max_attempts: int = 3
+    #: seconds one model call may take: a stalled model fails the rollout as a ``timeout`` naming
+    #: the model server (the collector tries a timed-out rollout twice: 2 × 300 s at most)
+    model_timeout_s: float = 300.0
 
 
 def _declared_tools(seed_answer: bytes) -> list[dict[str, Any]]:
@@ -58,12 +61,15 @@ class SimpleAgent(Agent):
         name = self.config.model_server.name
         try:
             answer = await self.server_client.post_retrying(
-                name, "/v1/responses", json=request, cookies=cookies, attempts=self.config.model_max_attempts
+                name, "/v1/responses", json=request, cookies=cookies, attempts=self.config.model_max_attempts,
+                timeout=self.config.model_timeout_s,
             )
         except httpx.HTTPError as e:
+            stalled = isinstance(e, httpx.TimeoutException) and not isinstance(e, httpx.ConnectTimeout)
             raise RolloutError(
-                f"model server {name!r} at {self.server_client.url_of(name)} could not be reached: "
-                f"{type(e).__name__}: {e}",
+                f"model server {name!r} at {self.server_client.url_of(name)} "
+                + (f"gave no answer within model_timeout_s={self.config.model_timeout_s:g} s (stalled?)" if stalled
+                   else f"could not be reached: {type(e).__name__}: {e}"),
                 kind="timeout" if isinstance(e, httpx.TimeoutException) else "model_error",
                 retryable=True,
                 status=502,

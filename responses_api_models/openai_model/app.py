@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-import orjson
 from fastapi import Request
+from pydantic import Field
 
 from ngym.config.schema import ServerConfig
-from ngym.errors import RolloutError
+from ngym.models.backend import Backend
 from ngym.models.server import ModelServer
-from ngym.server.client import make_http_client
 from ngym.wire.chat import ChatCompletion, ChatCompletionCreateParams
 from ngym.wire.responses import Response, ResponseCreateParams
 from ngym.wire.rows import dump
@@ -25,6 +23,8 @@ class OpenAIModelConfig(ServerConfig):
     extra_body: dict[str, Any] = {}
     #: seconds one model call may take
     timeout_s: float = 600.0
+    #: most connections open to the endpoint at once (calls beyond it wait); none: as many as calls in flight
+    max_connections: int | None = Field(default=None, ge=1)
 
 
 class OpenAIModel(ModelServer):
@@ -32,33 +32,24 @@ class OpenAIModel(ModelServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._http: httpx.AsyncClient | None = None
+        self.backend = Backend(
+            self.config.openai_base_url,
+            self.config.openai_api_key,
+            self.config.timeout_s,
+            max_connections=self.config.max_connections,
+        )
 
     def model_name(self) -> str:
         return self.config.openai_model
 
+    def upstreams(self) -> list[Backend]:
+        return [self.backend]
+
     async def _post(self, path: str, payload: dict[str, Any]) -> bytes:
-        if self._http is None:
-            self._http = make_http_client(timeout_s=self.config.timeout_s)
-        url = self.config.openai_base_url.rstrip("/") + path
-        headers = {"content-type": "application/json"}
-        if self.config.openai_api_key:
-            headers["authorization"] = f"Bearer {self.config.openai_api_key}"
-        body = {**self.config.extra_body, **payload, "model": self.config.openai_model}
-        try:
-            answer = await self._http.post(url, content=orjson.dumps(body), headers=headers)
-        except httpx.HTTPError as e:
-            raise RolloutError(
-                f"{url} could not be reached: {type(e).__name__}: {e}", kind="model_error", retryable=True, status=502
-            ) from None
+        url = self.backend.base_url + path
+        answer = await self.backend.post(url, {**self.config.extra_body, **payload, "model": self.config.openai_model})
         if answer.status_code >= 400:
-            status = answer.status_code
-            raise RolloutError(
-                f"{url} answered HTTP {status}: {answer.text[:2000]}",
-                kind="model_error",
-                retryable=status == 429 or status >= 500,
-                status=status if status in (400, 404, 429) else 502,
-            )
+            raise self.backend.error(url, answer)
         return answer.content
 
     async def responses(self, body: ResponseCreateParams, request: Request) -> Response:

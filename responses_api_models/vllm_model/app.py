@@ -16,9 +16,9 @@ from typing import Any, Literal
 import httpx
 import orjson
 from fastapi import Request
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from ngym.models.backend import Backend, backend_error
+from ngym.models.backend import Backend
 from ngym.config.schema import ServerConfig
 from ngym.models.convert import (
     ConversionError,
@@ -32,7 +32,7 @@ from ngym.models.convert import (
     token_info_of,
     tokens_from_logprobs,
 )
-from ngym.errors import RolloutError
+from ngym.errors import FailureKind, RolloutError
 from ngym.models.server import ModelServer
 from ngym.server.sessions import SessionStore, session_id
 from ngym.rollout.tokens import check_token_faithfulness
@@ -63,6 +63,8 @@ class VLLMModelConfig(ServerConfig):
     tokenizer_api: TokenizerApi = "auto"
     #: seconds one backend call may take
     timeout_s: float = 600.0
+    #: most connections open to each backend at once (calls beyond it wait); none: as many as calls in flight
+    max_connections: int | None = Field(default=None, ge=1)
     #: an idle episode's backend pin is forgotten after this many seconds
     session_ttl_s: float = 3600.0
 
@@ -97,9 +99,9 @@ def _metadata_json(metadata: dict[str, Any] | None, key: str) -> dict[str, Any]:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        raise RolloutError(f"metadata[{key!r}] must be a JSON object string: {e}", kind="model_error", status=400) from None
+        raise RolloutError(f"metadata[{key!r}] must be a JSON object string: {e}", kind=FailureKind.MODEL_ERROR, status=400) from None
     if not isinstance(value, dict):
-        raise RolloutError(f"metadata[{key!r}] must be a JSON object string, got {raw!r}", kind="model_error", status=400)
+        raise RolloutError(f"metadata[{key!r}] must be a JSON object string, got {raw!r}", kind=FailureKind.MODEL_ERROR, status=400)
     return value
 
 
@@ -114,10 +116,13 @@ class VLLMModel(ModelServer):
         self._tokenizer_api: dict[str, TokenizerApi] = {}
 
     def make_backend(self, url: str, transport: httpx.AsyncBaseTransport | None = None) -> Backend:
-        return Backend(url, self.config.api_key, self.config.timeout_s, transport)
+        return Backend(url, self.config.api_key, self.config.timeout_s, transport, max_connections=self.config.max_connections)
 
     def model_name(self) -> str:
         return self.config.model
+
+    def upstreams(self) -> list[Backend]:
+        return list(self.backends)
 
     def backend_for(self, request: Request) -> Backend:
         """The backend of this request's episode: pinned round-robin on the first call."""
@@ -137,7 +142,7 @@ class VLLMModel(ModelServer):
         try:
             chat = responses_to_chat(body, token_info=with_tokens)
         except ConversionError as e:
-            raise RolloutError(str(e), kind="model_error", status=400) from None
+            raise RolloutError(str(e), kind=FailureKind.MODEL_ERROR, status=400) from None
         completion = await self.chat_completions(chat, request)
         choice = completion.choices[0]
         info = token_info_of(choice.message) if with_tokens else None
@@ -171,7 +176,7 @@ class VLLMModel(ModelServer):
                 try:
                     message = split_think_for_backend(message)
                 except ConversionError as e:
-                    raise RolloutError(str(e), kind="model_error", status=400) from None
+                    raise RolloutError(str(e), kind=FailureKind.MODEL_ERROR, status=400) from None
             messages.append(message)
         body = params.model_dump(mode="json", exclude_none=True, exclude={"messages", "metadata"})
         body["messages"] = [m.model_dump(mode="json", exclude_none=True) for m in messages]
@@ -204,13 +209,13 @@ class VLLMModel(ModelServer):
         if answer.status_code >= 400:
             if context_overflow(answer.status_code, answer.text):
                 return empty_completion(self.config.model)
-            raise backend_error(url, answer)
+            raise backend.error(url, answer)
         try:
             completion = ChatCompletion.model_validate_json(answer.content)
         except ValueError as e:
-            raise RolloutError(f"{url} returned an invalid chat completion: {e}", kind="model_error", status=502) from None
+            raise RolloutError(f"{url} returned an invalid chat completion: {e}", kind=FailureKind.MODEL_ERROR, status=502) from None
         if not completion.choices:
-            raise RolloutError(f"{url} returned a chat completion without choices", kind="model_error", status=502)
+            raise RolloutError(f"{url} returned a chat completion without choices", kind=FailureKind.MODEL_ERROR, status=502)
         prompt_ids: list[int] | None = None
         for choice in completion.choices:
             message = choice.message
@@ -220,7 +225,7 @@ class VLLMModel(ModelServer):
                 raise RolloutError(
                     f"{url} returned reasoning fields but uses_reasoning_parser is false for {self.config.name}; set "
                     f"uses_reasoning_parser: true (or start the backend without a reasoning parser)",
-                    kind="model_error",
+                    kind=FailureKind.MODEL_ERROR,
                     status=502,
                 )
             if self.config.return_token_id_information:
@@ -228,7 +233,7 @@ class VLLMModel(ModelServer):
                 try:
                     ids, logprobs = tokens_from_logprobs(entries)
                 except ConversionError as e:
-                    raise RolloutError(f"{url}: {e}", kind="model_error", status=502) from None
+                    raise RolloutError(f"{url}: {e}", kind=FailureKind.MODEL_ERROR, status=502) from None
                 if prompt_ids is None:
                     prompt_ids = await self._prompt_ids(backend, payload, entries)
                 info = TokenInfo(prompt_token_ids=prompt_ids, generation_token_ids=ids, generation_log_probs=logprobs)
@@ -255,7 +260,7 @@ class VLLMModel(ModelServer):
     async def _prompt_ids(self, backend: Backend, payload: dict[str, Any], entries: list[dict[str, Any]]) -> list[int]:
         """The prompt's token ids, from the backend's own tokenizer and chat template."""
         api = self._api_of(backend, entries)
-        template = {k: payload[k] for k in ("messages", "tools", "chat_template_kwargs") if k in payload}
+        template: dict[str, Any] = {k: payload[k] for k in ("messages", "tools", "chat_template_kwargs") if k in payload}
         if api in ("vllm", "auto"):
             answer = await backend.post_json(f"{backend.root}/tokenize", {"model": self.config.model, **template})
             tokens = answer.get("tokens") if isinstance(answer, dict) else None
@@ -268,7 +273,7 @@ class VLLMModel(ModelServer):
             raise RolloutError(
                 f"{backend.root}/apply-template returned no 'prompt' (got {str(rendered)[:200]}); set tokenizer_api: "
                 f"vllm for a vLLM backend",
-                kind="model_error",
+                kind=FailureKind.MODEL_ERROR,
                 status=502,
             )
         tokens = await backend.post_json(f"{backend.root}/tokenize", {"content": prompt, "parse_special": True})

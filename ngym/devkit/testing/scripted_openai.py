@@ -9,15 +9,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from typing import Any
 
 from fastapi import FastAPI, Header, HTTPException
 
 from ngym.devkit.testing.scripted_policy import next_items
-from ngym.wire.chat import ChatChoice, ChatCompletion, ChatCompletionCreateParams, ChatMessage, ToolCall, ToolCallFunction
+from ngym.wire.chat import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionCreateParams,
+    ChatMessage,
+    ToolCall,
+    ToolCallFunction,
+)
 from ngym.wire.responses import (
     FunctionCall,
     FunctionCallOutput,
     FunctionTool,
+    Item,
     Message,
     Response,
     ResponseCreateParams,
@@ -26,10 +35,50 @@ from ngym.wire.responses import (
 from ngym.wire.rows import dump
 
 
-def _usage(body: ResponseCreateParams, output: list) -> Usage:
+def _usage(body: ResponseCreateParams, output: list[Item]) -> Usage:
     prompt = len(json.dumps(dump(body)).split())
     generated = sum(len(json.dumps(dump(i)).split()) for i in output)
     return Usage(input_tokens=prompt, output_tokens=generated, total_tokens=prompt + generated)
+
+
+def responses_reply(body: ResponseCreateParams, model: str = "scripted") -> Response:
+    """The scripted policy's answer to one ``/v1/responses`` request."""
+    output = next_items(body)
+    return Response(
+        model=body.model or model,
+        output=output,
+        status="completed",
+        tools=body.tools or [],
+        parallel_tool_calls=body.parallel_tool_calls is not False,
+        usage=_usage(body, output),
+    )
+
+
+def chat_reply(body: ChatCompletionCreateParams, model: str = "scripted") -> ChatCompletion:
+    """The scripted policy's answer to one ``/v1/chat/completions`` request."""
+    items: list[Item] = []
+    for m in body.messages:
+        if m.role == "tool":
+            items.append(FunctionCallOutput(call_id=m.tool_call_id or "", output=str(m.content)))
+            continue
+        if m.content:
+            text = m.content if isinstance(m.content, str) else "".join(str(p.get("text") or "") for p in m.content)
+            items.append(Message(role="user" if m.role == "user" else ("assistant" if m.role == "assistant" else "system"), content=text))
+        for call in m.tool_calls or []:
+            items.append(FunctionCall(call_id=call.id, name=call.function.name, arguments=call.function.arguments))
+    tools = [FunctionTool(name=t.function.name, parameters=t.function.parameters) for t in body.tools or []]
+    out = next_items(ResponseCreateParams(input=items, tools=tools, parallel_tool_calls=body.parallel_tool_calls))
+    reply = "".join(i.text() for i in out if isinstance(i, Message)) or None
+    calls = [
+        ToolCall(id=i.call_id, function=ToolCallFunction(name=i.name, arguments=i.arguments))
+        for i in out
+        if isinstance(i, FunctionCall)
+    ]
+    message = ChatMessage(role="assistant", content=reply, tool_calls=calls or None)
+    return ChatCompletion(
+        model=body.model or model,
+        choices=[ChatChoice(message=message, finish_reason="tool_calls" if calls else "stop")],
+    )
 
 
 def build_app(
@@ -64,15 +113,7 @@ def build_app(
         maybe_fail()
         if delay_s:
             await asyncio.sleep(delay_s)
-        output = next_items(body)
-        return Response(
-            model=body.model or model,
-            output=output,
-            status="completed",
-            tools=body.tools or [],
-            parallel_tool_calls=body.parallel_tool_calls is not False,
-            usage=_usage(body, output),
-        )
+        return responses_reply(body, model)
 
     @app.post("/v1/chat/completions", response_model_exclude_none=True)
     async def chat(body: ChatCompletionCreateParams, authorization: str | None = Header(None)) -> ChatCompletion:
@@ -80,29 +121,7 @@ def build_app(
         maybe_fail()
         if delay_s:
             await asyncio.sleep(delay_s)
-        items: list = []
-        for m in body.messages:
-            if m.role == "tool":
-                items.append(FunctionCallOutput(call_id=m.tool_call_id or "", output=str(m.content)))
-                continue
-            if m.content:
-                text = m.content if isinstance(m.content, str) else "".join(p.get("text", "") for p in m.content)
-                items.append(Message(role="user" if m.role == "user" else ("assistant" if m.role == "assistant" else "system"), content=text))
-            for call in m.tool_calls or []:
-                items.append(FunctionCall(call_id=call.id, name=call.function.name, arguments=call.function.arguments))
-        tools = [FunctionTool(name=t.function.name, parameters=t.function.parameters) for t in body.tools or []]
-        out = next_items(ResponseCreateParams(input=items, tools=tools, parallel_tool_calls=body.parallel_tool_calls))
-        text = "".join(i.text() for i in out if isinstance(i, Message)) or None
-        calls = [
-            ToolCall(id=i.call_id, function=ToolCallFunction(name=i.name, arguments=i.arguments))
-            for i in out
-            if isinstance(i, FunctionCall)
-        ]
-        message = ChatMessage(role="assistant", content=text, tool_calls=calls or None)
-        return ChatCompletion(
-            model=body.model or model,
-            choices=[ChatChoice(message=message, finish_reason="tool_calls" if calls else "stop")],
-        )
+        return chat_reply(body, model)
 
     return app
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ngym.errors import LlamaServerError  # under NgymError
 from ngym.models.llama.weights import MODEL_REGISTRY, resolve_model
 
 __all__ = ["LlamaServer", "LlamaServerError", "find_server_binary", "free_port"]
@@ -50,10 +51,6 @@ __all__ = ["LlamaServer", "LlamaServerError", "find_server_binary", "free_port"]
 #: Environment variable that overrides the ``llama-server`` binary location.
 BINARY_ENV_VAR = "NGYM_LLAMA_SERVER"
 _LOG_TAIL_BYTES = 4000
-
-
-class LlamaServerError(RuntimeError):
-    """The server binary is missing, or the server failed to start / died."""
 
 
 def find_server_binary() -> Path:
@@ -128,6 +125,17 @@ def _die_with_parent(cmd: list[str]) -> list[str]:
     if setpriv is None or shutil.which(cmd[0]) is None:
         return cmd
     return [setpriv, "--pdeathsig", "TERM", "--", *cmd]
+
+
+def exit_hint(code: int | None) -> str:
+    """What an exit code of llama-server means, when it says more than the log does."""
+    if code in (-signal.SIGILL, 128 + signal.SIGILL):
+        return (
+            " (SIGILL, illegal instruction: this llama-server was compiled for a CPU feature this machine does not run, "
+            "e.g. AMX inside a virtual machine; rebuild it with ngym's flags: rm -f .venv/.ngym-llama-server-build && "
+            "bash scripts/setup.sh)"
+        )
+    return ""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -375,7 +383,7 @@ class LlamaServer:
             code = self._proc.poll()
             if code is not None:
                 raise LlamaServerError(
-                    f"llama-server exited with code {code} during startup; log {self._log_path} ends with:\n"
+                    f"llama-server exited with code {code}{exit_hint(code)} during startup; log {self._log_path} ends with:\n"
                     + _tail(self._log_path)  # type: ignore[arg-type]
                 )
             try:

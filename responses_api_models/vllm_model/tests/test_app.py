@@ -106,7 +106,7 @@ async def test_re_templated_history_is_flagged_as_unfaithful() -> None:
 
 async def test_context_overflow_ends_the_episode_with_an_empty_answer() -> None:
     for flavor in ("vllm", "llama_cpp"):
-        fake = FakeLlama(flavor)  # type: ignore[arg-type]
+        fake = FakeLlama(flavor)
         fake.overflow = True
         async with client_of(make_server([fake])) as client:
             answer = await client.post("/v1/responses", json={"input": "a very long prompt"})

@@ -141,7 +141,7 @@ def test_think_spans_become_one_reasoning_item_first() -> None:
     assert extract_think("A.<think>t1</think>B.<think>t2</think>C.") == (["t1", "t2"], "A.B.C.")
     items = chat_message_to_items(ChatMessage(role="assistant", content="<think>a</think><think>b</think>Hello!"))
     assert isinstance(items[0], Reasoning) and [s.text for s in items[0].summary] == ["a", "b"]
-    assert isinstance(items[1], Message) and items[1].text() == "Hello!" and items[1].id.startswith("msg_")
+    assert isinstance(items[1], Message) and items[1].text() == "Hello!" and (items[1].id or "").startswith("msg_")
 
 
 def test_tool_calls_become_function_calls_and_token_fields_go_on_the_last_item() -> None:

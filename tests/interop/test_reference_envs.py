@@ -1,0 +1,43 @@
+"""Environment folders written for NeMo Gym, tried as a new user would (real processes): dropped into
+``resources_servers/`` of a copy of this checkout, served with ``ng_run``, recorded rollouts replayed
+through ``/verify``, own tests run with ``ng_test`` (:mod:`ngym.interop.measure`).
+
+The hand-written reference-style folders (tests/interop/envs) always run. The reference's own folders
+run when a copy is present: ``scripts/fetch_reference_envs.sh /tmp/nemo-gym-reference`` then
+``NGYM_REFERENCE_ENVS=/tmp/nemo-gym-reference/resources_servers``; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ngym.interop.measure import measure
+
+pytestmark = pytest.mark.slow
+
+ENVS = Path(__file__).parent / "envs"
+REFERENCE = Path(os.environ.get("NGYM_REFERENCE_ENVS", "/tmp/nemo-gym-reference/resources_servers"))
+
+#: reference folders with no dependency beyond ngym: these must serve, reproduce every recorded
+#: reward and pass their own tests (the measured table is docs/compatibility.md)
+MUST_WORK = ["example_single_tool_call", "example_session_state_mgmt", "example_multi_step", "mcqa"]
+
+
+def test_reference_style_folders_run_unchanged() -> None:
+    results = measure([ENVS / "ref_math", ENVS / "ref_counter"])
+    for r in results:
+        assert r.serves, r.serve_error
+        assert (r.reproduced, r.tests) == (r.rows, "passed"), r.blocker
+        assert r.rows == 5
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"no copy of the reference's folders at {REFERENCE}")
+def test_reference_folders_run_unchanged() -> None:
+    results = measure([REFERENCE / name for name in MUST_WORK])
+    for r in results:
+        assert r.serves, f"{r.name}: {r.serve_error}"
+        assert r.rows > 0 and r.reproduced == r.rows, f"{r.name}: {r.mismatches}"
+        assert r.tests == "passed", f"{r.name}: {r.tests_detail}"
