@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ngym.cli.common import command_args, load
+from ngym.cli.common import DEPLOYMENT_KEYS, command_args, load
 from ngym.config.schema import DatasetConfig
 from ngym.data.generators import run_generator
 from ngym.data.prepare import POLICY_PLACEHOLDERS, PrepareArgs, PrepareReport, format_report, prepare
@@ -47,7 +47,8 @@ def config(tmp_path: Path, **entry: Any) -> Path:
 def run(tmp_path: Path, *extra: str) -> PrepareReport:
     os.chdir(tmp_path)
     args = ["+config_paths=[env.yaml]", "+output_dirpath=out", "+mode=train_preparation", *extra]
-    cfg, pc = load(args, initial_global_config_dict=dict(POLICY_PLACEHOLDERS), skip_load_from_dotenv=True)
+    cfg, pc = load(args, command="ng_prepare_data", model=PrepareArgs, known=DEPLOYMENT_KEYS,
+                   initial_global_config_dict=dict(POLICY_PLACEHOLDERS), skip_load_from_dotenv=True)
     return prepare(command_args(cfg, PrepareArgs, "ng_prepare_data"), cfg, pc.sources)
 
 
