@@ -75,8 +75,8 @@ class CodeGenEnvironment(Environment[CodeTask, CodeState]):
     async def setup(self) -> None:
         settings = self.config.sandbox.model_copy()
         settings.max_concurrent = self.config.num_processes
-        if not settings.hide_paths:  # the project (with this environment's data and tests) stays out of sight
-            settings.hide_paths = [str(HERE.parents[1])]
+        # the project (with this environment's data and tests) stays out of sight wherever it is
+        settings.hide_paths = [*settings.hide_paths, str(HERE.parents[1])]
         try:
             self.sandbox = await run_blocking(Sandbox, settings)
         except SandboxError as e:

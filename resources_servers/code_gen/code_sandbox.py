@@ -40,6 +40,9 @@ from pydantic import BaseModel, Field
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "sandbox_launcher.py"
 EXIT_NO_NAMESPACES = 97
+#: directories hidden from the program by default (where projects, data and home directories live);
+#: one that holds the interpreter is left visible
+DEFAULT_HIDDEN = ("/home", "/root", "/work", "/srv", "/mnt", "/media", "/opt", "/var", "/data")
 Isolation = Literal["namespaces", "rlimits"]
 
 
@@ -68,7 +71,8 @@ class SandboxConfig(BaseModel):
     )
     uid_base: int = Field(61000, ge=1000, description="first uid of the per-run uids (root only)")
     max_concurrent: int = Field(8, ge=1, le=1024, description="runs at once (each gets its own uid)")
-    hide_paths: list[str] = Field(default_factory=list, description="directories the program must not see")
+    hide_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_HIDDEN),
+                                  description="directories the program must not see (namespaces only)")
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
     max_output_bytes: int = Field(1 << 20, ge=1024, description="stdout/stderr kept per test and per run")
 
@@ -148,6 +152,15 @@ class Sandbox:
                 with self._lock:
                     self._slots.append(slot)
 
+    def _hidden(self) -> list[str]:
+        python = os.path.realpath(self._python(self.isolation))
+        hidden = []
+        for p in self.config.hide_paths:
+            path = os.path.realpath(p)
+            if os.path.isdir(path) and not (python + os.sep).startswith(path.rstrip(os.sep) + os.sep):
+                hidden.append(path)
+        return sorted(set(hidden))
+
     def _settings(self, slot: int, workdir: str | None) -> dict[str, Any]:
         limits = self.config.limits
         uid = self.config.uid_base + slot if self._root else None
@@ -157,7 +170,7 @@ class Sandbox:
             "uid": uid,
             "gid": uid,
             "python": self._python(self.isolation),
-            "hide": [str(Path(p).resolve()) for p in self.config.hide_paths],
+            "hide": self._hidden(),
             "tmpfs_mb": limits.tmpfs_mb,
             "limits": {
                 "cpu_s": limits.cpu_s,

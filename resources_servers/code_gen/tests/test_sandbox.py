@@ -122,6 +122,16 @@ def test_hidden_paths_and_network_are_unreachable() -> None:
     assert "x" != (ENV_DIR / "tests" / "test_sandbox.py").read_text()[-1]
 
 
+@needs_root
+def test_other_checkouts_and_homes_are_hidden_by_default() -> None:
+    """Data lives in other places too (another checkout of the project, a home directory)."""
+    sandbox = Sandbox(SandboxConfig(isolation="namespaces"))
+    visible = [p for p in ("/work", "/home", "/root", str(ENV_DIR.parents[2])) if os.path.isdir(p)]
+    code = f"import os\nprint(sum(len(os.listdir(p)) for p in {visible!r}))"
+    result = sandbox.run({"mode": "stdio", "code": code, "inputs": [""]}, 20)
+    assert result.records[0]["stdout"] == "0\n", result.records[0]
+
+
 def test_limits(sandbox: Sandbox) -> None:
     statuses = score(sandbox, REVERSE, "while True:\n    pass")[1]
     assert statuses == ["timeout", "timeout"]
