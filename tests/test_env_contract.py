@@ -15,7 +15,17 @@ from pydantic import BaseModel, Field
 
 import ngym.env
 from ngym.devkit.testing.asgi import wire
-from ngym.env import EnvConfig, Environment, NoState, ToolError, Verdict, VerifierError, run_blocking, tool
+from ngym.env import (
+    EnvConfig,
+    Environment,
+    NoState,
+    ResourcesServerConfig,
+    ToolError,
+    Verdict,
+    VerifierError,
+    run_blocking,
+    tool,
+)
 from ngym.env.tools import ToolChecker, build_tool, parse_docstring
 from ngym.server.client import ServerClient, response_cookies
 from ngym.wire.responses import Response
@@ -478,6 +488,11 @@ def test_state_needs_defaults_and_types_must_be_models() -> None:
 
     with pytest.raises(TypeError, match=r"@tool \['seed'\] would replace"):
         Clash.tool_schemas()
+    class OldConfig(Environment[Task, NoState]):
+        config: ResourcesServerConfig  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="annotate `config` with an EnvConfig subclass"):
+        OldConfig.config_type()
     with pytest.raises(TypeError, match="must be a pydantic BaseModel"):
         class NotAModel(Environment[dict, NoState]):  # type: ignore[type-var,type-arg]
             pass

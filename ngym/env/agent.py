@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response as HTTPResponse
 
 from ngym.config.schema import ServerConfig
-from ngym.errors import RolloutError
+from ngym.errors import FailureKind, RolloutError
 from ngym.server.base import Server, json_response
 from ngym.server.client import Cookies, Reply
 from ngym.wire.responses import Response, ResponseCreateParams
@@ -66,7 +65,7 @@ class Agent(Server[ServerConfig]):
 
 #: failure kinds another server's answer keeps when an agent passes it on: the row is bad (the
 #: environment said so at /seed_session or /verify), or the verifier could not score the rollout
-PASSED_ON_KINDS = frozenset({"bad_input", "verifier_error"})
+PASSED_ON_KINDS = frozenset({FailureKind.BAD_INPUT, FailureKind.VERIFIER_ERROR})
 
 
 def upstream_error(what: str, server: str, response: Reply, kind: str) -> RolloutError:
@@ -78,14 +77,14 @@ def upstream_error(what: str, server: str, response: Reply, kind: str) -> Rollou
     retryable = status == 429 or status >= 500
     reported = _typed_failure(response)
     if reported is not None and reported.get("kind") in PASSED_ON_KINDS:
-        kind = str(reported["kind"])
+        passed_on = FailureKind(str(reported["kind"]))
         retryable = bool(reported.get("retryable", False))
         text = str(reported.get("error") or text)[:2000]
         return RolloutError(
             f"{what} on {server!r} ({response.url}) answered HTTP {status}: {text}",
-            kind=kind,
+            kind=passed_on,
             retryable=retryable,
-            status=422 if kind == "bad_input" else 502,
+            status=422 if passed_on is FailureKind.BAD_INPUT else 502,
         )
     return RolloutError(
         f"{what} on {server!r} ({response.url}) answered HTTP {status}: {text}",

@@ -31,7 +31,7 @@ from starlette.responses import Response as HTTPResponse
 
 from ngym.env.resources import ResourcesServerBase, ResourcesServerConfig
 from ngym.env.tools import ToolChecker, ToolSpec, build_tool, is_tool
-from ngym.errors import RolloutError, ToolError, VerifierError
+from ngym.errors import FailureKind, RolloutError, ToolError, VerifierError
 from ngym.server.client import ServerClient
 from ngym.server.sessions import SessionStore, session_id
 from ngym.wire.responses import Response
@@ -89,11 +89,24 @@ _EPISODE: ContextVar[Episode | None] = ContextVar("ngym_env_episode", default=No
 
 
 def _bad_input(message: str) -> RolloutError:
-    return RolloutError(message, kind="bad_input", retryable=False, status=422)
+    return RolloutError(message, kind=FailureKind.BAD_INPUT, retryable=False, status=422)
+
+
+class _JSONAnswer(HTTPResponse):
+    """A JSON answer of bytes already serialised (what starlette's ``Response`` would build, without
+    its per-call header logic: tools and /verify answer on every step of every episode)."""
+
+    media_type = JSON
+
+    def __init__(self, content: bytes) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = content
+        self.raw_headers = [(b"content-length", str(len(content)).encode()), (b"content-type", b"application/json")]
 
 
 def _json(content: bytes) -> HTTPResponse:
-    return HTTPResponse(content, media_type=JSON)
+    return _JSONAnswer(content)
 
 
 def _default(value: Any) -> Any:
@@ -129,6 +142,14 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
         self.episodes: SessionStore[Episode] = SessionStore(ttl_s=float(getattr(config, "session_ttl_s", 3600.0)))
         self._ready = False
         self._setup_lock: asyncio.Lock | None = None
+
+    @classmethod
+    def config_type(cls) -> type[EnvConfig]:
+        """The model of the instance's YAML section: the ``config`` annotation (an :class:`EnvConfig`)."""
+        found = super().config_type()
+        if not issubclass(found, EnvConfig):
+            raise TypeError(f"{cls.__name__}: annotate `config` with an EnvConfig subclass (got {found.__name__}).")
+        return found
 
     # ---- what an author overrides --------------------------------------------------------------
 
@@ -350,8 +371,9 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
                 await self._ensure_setup()
             args = body if body is not None else arguments()
             sid = session_id(request)
-            episode = store.get(sid)
-            if episode is None:  # a call outside a seeded episode: a fresh state, kept for the next call
+            try:
+                episode = store[sid]
+            except KeyError:  # a call outside a seeded episode: a fresh state, kept for the next call
                 episode = store[sid] = Episode(None, state_type())
             token = _EPISODE.set(episode)
             try:

@@ -43,7 +43,7 @@ __all__ = [
 
 
 class ResourcesServerConfig(ServerConfig):
-    domain: Domain  # type: ignore[assignment]
+    domain: Domain
 
 
 class ResourcesServerBase(Server[ResourcesServerConfig]):

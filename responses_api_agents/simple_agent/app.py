@@ -21,7 +21,15 @@ from ngym.env.agent import Agent, Episode, upstream_error
 from ngym.config.schema import ServerConfig, ServerRef
 from ngym.errors import RolloutError
 from ngym.server.client import Cookies, response_cookies
-from ngym.wire.responses import FunctionCall, FunctionCallOutput, FunctionTool, Response, ResponseCreateParams, Usage
+from ngym.wire.responses import (
+    FunctionCall,
+    FunctionCallOutput,
+    FunctionTool,
+    Item,
+    Response,
+    ResponseCreateParams,
+    Usage,
+)
 from ngym.wire.rows import RunRequest, dump
 
 
@@ -114,7 +122,7 @@ class SimpleAgent(Agent):
         request = dump(body)
         request["input"] = [dump(item) for item in body.input_items()]
         tools = {tool.name for tool in body.tools or []}
-        new_outputs: list = []
+        new_outputs: list[Item] = []
         usage: Usage | None = None
         model_cookies: Cookies = {}
         resources_cookies = dict(resources_cookies)
