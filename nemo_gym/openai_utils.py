@@ -5,7 +5,7 @@ openai SDK's property and as ngym's method."""
 
 from __future__ import annotations
 
-from ngym.interop.nemo import NeMoGymResponse
+from ngym.interop.nemo import NeMoGymResponse, NeMoGymResponseOutputMessage
 from ngym.wire.responses import (
     FunctionCall,
     FunctionCallOutput,
@@ -24,7 +24,6 @@ from ngym.wire.responses import (
 NeMoGymResponseCreateParamsNonStreaming = ResponseCreateParams
 NeMoGymEasyInputMessage = Message
 NeMoGymMessage = Message
-NeMoGymResponseOutputMessage = Message
 NeMoGymResponseInputText = InputText
 NeMoGymResponseOutputText = OutputText
 NeMoGymResponseOutputRefusal = Refusal

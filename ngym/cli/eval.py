@@ -54,7 +54,10 @@ def _load_report(path: Path, pass_threshold: float) -> EvalReport:
 
 @entrypoint("ng_eval", SUMMARY, EvalArgs)
 def main(argv: list[str]) -> int:
-    cfg, _ = load(argv)
+    from ngym.cli.collect import COLLECT_KEYS  # every ng_collect_rollouts argument applies
+    from ngym.rollout.collect import CollectArgs
+
+    cfg, _ = load(argv, command="ng_eval", model=EvalArgs, known=COLLECT_KEYS | set(CollectArgs.model_fields))
     args = command_args(cfg, EvalArgs, "ng_eval")
     if args.rollouts_jsonl_fpath is None:
         if args.input_jsonl_fpath is None or args.output_jsonl_fpath is None:

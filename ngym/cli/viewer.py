@@ -6,11 +6,7 @@ import ipaddress
 import socket
 import sys
 import time
-<<<<<<< HEAD
-from typing import Any
-=======
-from typing import TYPE_CHECKING
->>>>>>> main
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -75,7 +71,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-<<<<<<< HEAD
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
@@ -99,10 +94,7 @@ class LoopbackHostOnly:
         await self.app(scope, receive, send)
 
 
-def _index(path: str, default_env: str | None, what: str):  # -> RunIndex
-=======
 def _index(path: str, default_env: str | None, what: str) -> RunIndex:
->>>>>>> main
     from ngym.viewer.index import RunIndex
 
     resolved = resolve_path(path)

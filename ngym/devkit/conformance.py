@@ -218,7 +218,8 @@ def _check_app(env_dir: Path, env: _Env, report: Conformance) -> ResourcesServer
             return None
     try:
         settings = parse_instance(env.cfg, env.instance).settings
-        config = cls.config_type().model_validate({**settings, "name": env.instance})
+        # the class's own config type, known at run time: validated here, not by the type checker
+        config: Any = cls.config_type().model_validate({**settings, "name": env.instance})
     except NgymError as e:
         report.add("app", [str(e)])
         return None

@@ -214,6 +214,14 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> s
     return f"no answer from {url} within {timeout_s:g} s"
 
 
+def _number(value: Any) -> float | None:
+    """A recorded reward (some reference rows record it as a string, ``"1.0"``)."""
+    try:
+        return float(value) if isinstance(value, int | float | str) and not isinstance(value, bool) else None
+    except ValueError:
+        return None
+
+
 def _parsed(text: str) -> Any:
     try:
         return json.loads(text)
@@ -325,10 +333,10 @@ def serve_and_replay(result: Result, repo: Path, env_dir: Path, start_timeout_s:
                     reward, problem = replay_row(http, f"http://127.0.0.1:{port}", row)
                 except httpx.HTTPError as e:
                     reward, problem = None, f"{type(e).__name__}: {e}"
-                expected = row.get("reward")
-                positive = isinstance(expected, int | float) and expected > 0
+                expected = _number(row.get("reward"))
+                positive = expected is not None and expected > 0
                 result.positive += positive
-                if reward is not None and isinstance(expected, int | float) and math.isclose(reward, expected, abs_tol=1e-6):
+                if reward is not None and expected is not None and math.isclose(reward, expected, abs_tol=1e-6):
                     result.reproduced += 1
                     result.positive_reproduced += positive
                 elif len(result.mismatches) < 3:

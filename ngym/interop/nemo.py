@@ -29,7 +29,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import aiohttp
 import orjson
@@ -39,7 +39,7 @@ from fastapi.responses import Response as HTTPResponse
 from fastapi.routing import APIRoute
 from multidict import CIMultiDict, CIMultiDictProxy
 from omegaconf import DictConfig
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationError, field_validator, model_validator
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 from yarl import URL
@@ -48,10 +48,11 @@ from ngym.config.schema import HeadServerConfig, ServerConfig
 from ngym.env.resources import ResourcesServer
 from ngym.errors import ConfigError, RolloutError
 from ngym.server import client as ngym_client
-from ngym.server.base import section_of
+from ngym.server.transport import Transport
+from ngym.config.instance import ServerInstance
 from ngym.server.fastpath import FastPathApp
 from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, SessionMiddleware
-from ngym.wire.responses import Message, OutputText, Response
+from ngym.wire.responses import FunctionCall, FunctionCallOutput, FunctionTool, Message, OutputText, Reasoning, Response
 
 # ---- replies ---------------------------------------------------------------------------------
 
@@ -136,11 +137,12 @@ class ServerClient(ngym_client.ServerClient):
         head_server_config: HeadServerConfig | None = None,
         global_config_dict: DictConfig | None = None,
         timeout_s: float = 900.0,
+        transport: Transport | None = None,
     ) -> None:
         config = config if config is not None else global_config_dict
         if urls is None:
             urls = ngym_client.instance_urls(config) if config is not None else {}
-        super().__init__(urls, http, config=config, timeout_s=timeout_s)
+        super().__init__(urls, http, config=config, timeout_s=timeout_s, transport=transport)
         self.head_server_config = head_server_config or HeadServerConfig()
 
     @property
@@ -199,9 +201,63 @@ class CallableText(str):
         return str(self)
 
 
+def _foreign_models_as_dicts(value: Any) -> Any:
+    """Pydantic models of another package (the openai SDK's ``FunctionTool``...) as plain dicts, so
+    ngym's types validate them as the reference's openai-based types did."""
+    if isinstance(value, list):
+        return [_foreign_models_as_dicts(v) for v in value]
+    if isinstance(value, BaseModel) and not type(value).__module__.startswith("ngym."):
+        return value.model_dump(mode="json", exclude_none=True)
+    return value
+
+
+class NeMoGymResponseOutputMessage(Message):
+    """An output message with the reference's defaults (``role="assistant"``, ``status="completed"``,
+    ``type="message"``); an ngym :class:`~ngym.wire.responses.Message`."""
+
+    role: Literal["user", "assistant", "system", "developer"] = "assistant"
+    status: Literal["in_progress", "completed", "incomplete"] | None = "completed"
+    type: Literal["message"] | None = "message"
+
+
+def _output_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type") or ("message" if "role" in value or "content" in value else None))
+    return str(getattr(value, "type", None) or "message")
+
+
+#: an output item as the reference parses it: messages are :class:`NeMoGymResponseOutputMessage`
+NeMoGymOutputItem = Annotated[
+    Annotated[NeMoGymResponseOutputMessage, Tag("message")]
+    | Annotated[FunctionCall, Tag("function_call")]
+    | Annotated[FunctionCallOutput, Tag("function_call_output")]
+    | Annotated[Reasoning, Tag("reasoning")],
+    Discriminator(_output_kind),
+]
+
+
 class NeMoGymResponse(Response):
     """ngym's :class:`~ngym.wire.responses.Response` whose ``output_text`` reads as the openai SDK's
-    property (the ``output_text`` parts of every output message, concatenated)."""
+    property (the ``output_text`` parts of every output message, concatenated), and whose output
+    messages parse as :class:`NeMoGymResponseOutputMessage` (as the reference's do, so responses
+    built in tests compare equal to parsed ones)."""
+
+    # required as in the openai SDK's Response (the reference's base): a judge's `{}` is a ValidationError
+    id: str
+    created_at: float
+    model: str
+    object: Literal["response"]
+    output: list[NeMoGymOutputItem]  # type: ignore[assignment]  # a subclass's items
+    parallel_tool_calls: bool
+    tool_choice: str | dict[str, Any]
+    tools: list[FunctionTool]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_openai_models(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: _foreign_models_as_dicts(v) if k in ("output", "tools") else v for k, v in data.items()}
+        return data
 
     @property  # a property where ngym has a method: both readings work (CallableText)
     def output_text(self) -> CallableText:
@@ -236,7 +292,7 @@ class PydanticResourcesServer(BaseModel, ResourcesServer):
     def _aio_replies(cls, value: Any) -> Any:
         """An ngym client given by ngym's tooling becomes one answering aiohttp-style replies."""
         if type(value) is ngym_client.ServerClient:
-            return ServerClient(value.urls, value._http, config=value.config, timeout_s=value.timeout_s)
+            return ServerClient(value.urls, config=value.config, timeout_s=value.timeout_s, transport=value.transport)
         return value
 
     def __getattr__(self, name: str) -> Any:
@@ -254,14 +310,13 @@ class PydanticResourcesServer(BaseModel, ResourcesServer):
         return found if isinstance(found, type) and issubclass(found, ServerConfig) else ServerConfig
 
     @classmethod
-    def from_global_config(cls, global_config: DictConfig, name: str) -> typing.Self:
-        server_type, impl, settings = section_of(global_config, name)
+    def from_instance(cls, instance: ServerInstance, global_config: DictConfig) -> typing.Self:
+        """Built with keywords, as a pydantic model is (``cls(config=..., server_client=...)``)."""
         try:
-            config = cls.config_type().model_validate({**settings, "name": name})
+            config = cls.config_type().model_validate({**instance.settings, "name": instance.name})
         except ValidationError as e:
             problems = "; ".join(
-                f"{' -> '.join(str(p) for p in (name, server_type, impl, *err['loc']))}: {err['msg']}"
-                for err in e.errors()
+                f"{' -> '.join(str(p) for p in (instance.path, *err['loc']))}: {err['msg']}" for err in e.errors()
             )
             raise ConfigError(f"Invalid settings for {cls.__name__}: {problems}. Fix the config file.") from None
         return cls(config=config, server_client=ServerClient.from_config(global_config))

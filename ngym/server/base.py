@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 import typing
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from fastapi import FastAPI
 from omegaconf import DictConfig, OmegaConf

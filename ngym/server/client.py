@@ -36,7 +36,7 @@ from ngym.config.schema import HeadServerConfig
 from ngym.errors import ConnectError, DeploymentError, RemoteProtocolError, ReplicaLost
 from ngym.server import local
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, current_token
-from ngym.server.http import Cookies
+from ngym.server.http import Cookies, set_cookies
 from ngym.server.sessions import replica_of
 from ngym.server.transport import (
     AiohttpTransport,
@@ -69,10 +69,10 @@ def to_json_bytes(payload: Any) -> bytes:
 
 
 def response_cookies(response: httpx.Response | Reply) -> Cookies:
-    """The cookies a response sets (``Set-Cookie``), by name."""
+    """The cookies a response sets (``Set-Cookie``), by name (read by :func:`ngym.server.http.set_cookies`)."""
     if isinstance(response, Reply):
         return dict(response.cookies)
-    return {name: value for name, value in response.cookies.items()}
+    return set_cookies([(k.lower(), v) for k, v in response.headers.raw])
 
 
 def _deployment_urls(config: DictConfig | dict[str, Any]) -> tuple[dict[str, str], dict[str, list[str]]]:

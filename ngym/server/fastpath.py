@@ -303,7 +303,7 @@ def fast_route(route: APIRoute) -> FastRoute | None:
 def _is_json_body_type(annotation: Any, optional: bool) -> bool:
     """A pydantic model or a ``dict`` (``X | None`` when the default is None): what FastAPI reads
     from the JSON body."""
-    if optional and isinstance(annotation, types.UnionType | type(typing.Optional[int])):
+    if optional and typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) != len(typing.get_args(annotation)) - 1 or len(args) != 1:
             return False

@@ -32,6 +32,11 @@ pytestmark = pytest.mark.anyio
 ENVS = Path(__file__).parent / "envs"
 
 
+#: the fields the openai SDK's Response requires (so does the reference's NeMoGymResponse), but output
+FULL = {"id": "resp_1", "created_at": 0.0, "model": "m", "object": "response", "parallel_tool_calls": True,
+        "tool_choice": "auto", "tools": []}
+
+
 def load_app(env: str) -> ModuleType:
     """Import ``envs/<env>/app.py`` under a unique module name (every environment's file is app.py)."""
     name = f"interop_{env}_app"
@@ -76,7 +81,7 @@ def judge_model(says: str) -> FastAPI:
             from fastapi import HTTPException
 
             raise HTTPException(503, "judge overloaded")
-        return {"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
+        return {**FULL, "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]}
 
     return app
 
@@ -111,6 +116,7 @@ def test_config_domain_is_optional_and_refs_are_checked() -> None:
 
 def test_output_text_reads_as_property_and_as_method() -> None:
     response = NeMoGymResponse(
+        **FULL,
         output=[
             {"type": "reasoning", "summary": [{"type": "summary_text", "text": "thinking"}]},
             NeMoGymResponseOutputMessage(
@@ -122,6 +128,28 @@ def test_output_text_reads_as_property_and_as_method() -> None:
     assert response.output_text == "42"
     assert response.output_text() == "42"
     assert isinstance(response.output[1], NeMoGymResponseOutputMessage)
+
+
+def test_reference_defaults_and_openai_types_are_accepted() -> None:
+    from openai.types.responses import FunctionTool as OpenAIFunctionTool
+
+    message = NeMoGymResponseOutputMessage(id="m", content=[NeMoGymResponseOutputText(text="hi", annotations=[])])
+    assert (message.role, message.status, message.type) == ("assistant", "completed", "message")
+    tool = OpenAIFunctionTool(type="function", name="lookup", parameters={"type": "object", "properties": {}}, strict=True)
+    built = NeMoGymResponse(
+        id="r", created_at=1.0, model="m", object="response", output=[message], tools=[tool], parallel_tool_calls=False,
+        tool_choice="auto",
+    )
+    assert built.tools[0].name == "lookup"
+    parsed = NeMoGymResponse.model_validate_json(built.model_dump_json())
+    assert parsed == built, "a response built from the reference's types equals the same response parsed"
+    assert type(parsed.output[0]) is NeMoGymResponseOutputMessage
+
+
+def test_a_response_missing_required_fields_is_refused_as_in_the_reference() -> None:
+    with pytest.raises(ValidationError, match="Field required"):
+        NeMoGymResponse.model_validate({})
+    assert NeMoGymResponse.model_validate({**FULL, "output": []}).output == []
 
 
 # ---- /verify ----------------------------------------------------------------------------------------
@@ -198,14 +226,14 @@ async def test_verify_response_from_model_dump_on_rows_with_extra_keys() -> None
         async def verify(self, body: BaseVerifyRequest) -> BaseVerifyResponse:
             return BaseVerifyResponse(**body.model_dump(), reward=0.5)
 
-    row = {"responses_create_params": {"input": "q"}, "response": {"output": []}, "reward": 1.0, "task": 7, "verdict": "stale"}
+    row = {"responses_create_params": {"input": "q"}, "response": {**FULL, "output": []}, "reward": 1.0, "task": 7, "verdict": "stale"}
     for server, reward in ((make(Echo), 0.5), (make(OpenEcho), 0.25)):
         client = deploy({"env": server})
         got = await (await client.post("env", "/verify", json=row)).json()
         assert got["reward"] == reward and got["task"] == 7
     assert got["verdict"] == "fresh"
     # a row that does not fit the environment's request model is a 422 naming the field
-    answer = await client.post("env", "/verify", json={"response": {"output": []}})
+    answer = await client.post("env", "/verify", json={"response": {**FULL, "output": []}})
     assert answer.status == 422 and "responses_create_params" in await answer.text()
 
 

@@ -160,7 +160,7 @@ def test_a_message_is_admitted_unless_a_call_is_required() -> None:
     assert not admits(tool_call_grammar(TOOLS, required=True), text)
     assert admits(tool_call_grammar(TOOLS, required=True), call("get_synonym_value", {"synonym": "Warm"}))
     # a message cannot open with the call tag (or a bare object, or white space before one) and then leave the grammar
-    for text in ("<tool_call>\nget_synonym_value(Blazing)", '{"name": "get_weather"}', "\n<tool_call>"):
+    for text in ("<tool_call>\nget_synonym_value(Blazing)", '{"name": "get_weather"}', "\n<tool_call>", '```json\n{"name": "x"}\n```'):
         assert not admits(tool_call_grammar(TOOLS), text)
     # the empty message is not a turn
     assert not admits(tool_call_grammar(TOOLS), "")

