@@ -112,6 +112,7 @@ def test_kill_9_of_a_replica_mid_collection_is_retried_exactly_once_and_reported
             time.sleep(0.05)
         victim = next(r for r in replicas_of(run.head_url) if r["replica"] == 1)
         os.kill(victim["pid"], signal.SIGKILL)
+        assert out.read_text().count("\n") < 300, "the kill must land mid-collection"
         stdout, stderr = proc.communicate(timeout=600)
         assert proc.returncode == 0, stdout + stderr
         rows = read_jsonl(out)
