@@ -5,7 +5,7 @@ the one-shot ``ng_collect_rollouts "+config_paths=[...]" +colocate=true`` — ov
 repeated to N rows). Figures come from the commands' real output files.
 
     python bench/user_path.py                              # 8,000 rollouts at 256 in flight, median of 3
-    python bench/user_path.py --before main                # main's tree next to this one, interleaved
+    python bench/user_path.py --before 132f1f2             # another commit's tree (exported) next to this one, interleaved
     python bench/user_path.py --model vllm_model --delay-s 0.05 --concurrency 1024
     python bench/user_path.py --py-spy bench/profiles      # py-spy the model server during run 1
 

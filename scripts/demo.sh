@@ -18,6 +18,7 @@ jq -c '. + {"agent_ref": {"name": "example_multi_step_simple_agent"}}' resources
 
 # Greedy decoding for this demo (reproducible; the RL default, temperature 1.0, makes a small model
 # wander off a multi-step task); bound the steps per episode and the tokens per call.
+# +overwrite=true: each demo replaces the last one's rollouts (without it, a non-empty output is refused).
 config_paths="responses_api_models/local_model/configs/local_model.yaml,\
 resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml,\
 resources_servers/example_multi_step/configs/example_multi_step.yaml"

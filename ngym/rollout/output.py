@@ -61,9 +61,9 @@ class OutputLock:
 
     >>> import tempfile; d = Path(tempfile.mkdtemp())
     >>> with OutputLock(d / "out.jsonl"):
-    ...     OutputLock(d / "out.jsonl").acquire()
+    ...     OutputLock(d / "out.jsonl").acquire()  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ngym.errors.OutputError: ...
+    ngym.errors.OutputError: ... is being written by pid ...
     """
 
     def __init__(self, output: Path) -> None:

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from ngym.rollout.evaluation import EvalReport, evaluate
 from ngym.training.api import RunningDeployment, deploy
 from ngym.training.policy import PolicyEndpoint
 from ngym.training.view import EpisodeView, TokenFaithfulnessError, episode_view
@@ -234,6 +235,40 @@ class GymGRPO:
                     )
             out.append((result, view))
         return out
+
+    def evaluate(self, rows: Sequence[Mapping[str, Any]], k: int = 1) -> EvalReport:
+        """Held-out evaluation of the policy as it is now: ``k`` rollouts of every row (validation
+        rows, never trained on), scored per environment as ``ng_eval`` does (task-level mean with a
+        95% interval, pass@1/pass@k; failed rollouts counted by kind, not scored). Does not touch the
+        training metrics."""
+        if self.deployment is None:
+            raise RuntimeError("GymGRPO is not started; use `with GymGRPO(...) as gym:` or call start()")
+        self.endpoint.forget()
+        results = self.deployment.run(rows, num_repeats=k, concurrency=self.concurrency, on_failure="yield")
+        self.endpoint.forget()
+        return evaluate(
+            [r.result for r in results if r.result is not None],
+            [{**r.failure, "agent_ref": {"name": r.agent}} for r in results if r.failure is not None],
+            pass_threshold=self.pass_threshold,
+        )
+
+    def eval_callback(self, rows: Sequence[Mapping[str, Any]], every: int, k: int = 1) -> Any:
+        """A ``transformers.TrainerCallback`` that evaluates ``rows`` every ``every`` optimisation
+        steps (and after the last); the reports accumulate in ``callback.curve`` as (step, report)."""
+        from transformers import TrainerCallback
+
+        gym = self
+
+        class HeldOutEval(TrainerCallback):  # type: ignore[misc]
+            def __init__(self) -> None:
+                self.curve: list[tuple[int, EvalReport]] = []
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+                step = int(state.global_step)
+                if step % every == 0 or step == int(state.max_steps):
+                    self.curve.append((step, gym.evaluate(rows, k)))
+
+        return HeldOutEval()
 
     def rollout_func(self, prompts: list[Any], trainer: Any = None) -> dict[str, Any]:
         """``GRPOTrainer(rollout_func=gym.rollout_func)``: prompts (rows as JSON) -> token ids."""

@@ -25,8 +25,9 @@ needs_train = pytest.mark.skipif(
 )
 
 
-def load_example() -> Any:
-    spec = importlib.util.spec_from_file_location("train_grpo_multienv", REPO / "examples" / "train_grpo_multienv.py")
+def load_example(name: str = "train_grpo_multienv") -> Any:
+    """A script of examples/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
