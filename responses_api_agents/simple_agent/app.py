@@ -19,7 +19,7 @@ import orjson
 
 from ngym.env.agent import Agent, Episode, upstream_error
 from ngym.config.schema import ServerConfig, ServerRef
-from ngym.errors import RolloutError
+from ngym.errors import ReplicaLost, RolloutError
 from ngym.server.client import Cookies, response_cookies
 from ngym.wire.responses import (
     FunctionCall,
@@ -78,7 +78,10 @@ class SimpleAgent(Agent):
                 f"model server {name!r} at {self.server_client.url_of(name)} "
                 + (f"gave no answer within model_timeout_s={self.config.model_timeout_s:g} s (stalled?)" if stalled
                    else f"could not be reached: {type(e).__name__}: {e}"),
-                kind="timeout" if isinstance(e, httpx.TimeoutException) else "model_error",
+                kind=(
+                    "timeout" if isinstance(e, httpx.TimeoutException)
+                    else "replica_lost" if isinstance(e, ReplicaLost) else "model_error"
+                ),
                 retryable=True,
                 status=502,
             ) from None
@@ -110,7 +113,7 @@ class SimpleAgent(Agent):
         except httpx.HTTPError as e:
             raise RolloutError(
                 f"resources server {name!r} could not be reached for tool {call.name!r}: {type(e).__name__}: {e}",
-                kind="resources_error",
+                kind="replica_lost" if isinstance(e, ReplicaLost) else "resources_error",
                 retryable=True,
                 status=502,
             ) from None
@@ -158,7 +161,7 @@ class SimpleAgent(Agent):
         except httpx.HTTPError as e:
             raise RolloutError(
                 f"resources server {name!r} could not be reached: {type(e).__name__}: {e}",
-                kind="resources_error",
+                kind="replica_lost" if isinstance(e, ReplicaLost) else "resources_error",
                 retryable=True,
                 status=502,
             ) from None
@@ -178,7 +181,7 @@ class SimpleAgent(Agent):
         except httpx.HTTPError as e:
             raise RolloutError(
                 f"resources server {name!r} could not be reached for /verify: {type(e).__name__}: {e}",
-                kind="verifier_error",
+                kind="replica_lost" if isinstance(e, ReplicaLost) else "verifier_error",
                 retryable=True,
                 status=502,
             ) from None
