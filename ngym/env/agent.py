@@ -48,6 +48,13 @@ class Agent(Server[ServerConfig]):
 
         @app.post("/run")
         async def run(body: RunRequest, request: Request) -> HTTPResponse:
+            if body.model_extra:
+                try:  # the task fields travel to the environment as JSON: refuse what cannot, up front
+                    orjson.dumps(body.model_extra)
+                except TypeError as e:
+                    raise RolloutError(f"/run on {self.config.name!r}: the row holds a value JSON between ngym "
+                                       f"servers cannot carry ({e}; integers are at most 64 bits). Fix the data row.",
+                                       kind=FailureKind.BAD_INPUT, retryable=False, status=422) from None
             result = await self.run(body, dict(request.cookies))
             if isinstance(result, bytes):  # already JSON (the verifier's answer, passed through)
                 return HTTPResponse(result, media_type="application/json")
