@@ -305,7 +305,7 @@ async def test_blocking_work_runs_in_a_thread_with_the_episode(client: ServerCli
 
 async def test_a_tool_outside_a_seeded_episode_names_the_missing_seed(client: ServerClient) -> None:
     answer = await client.post("env", "/get_hint", json={"level": 1})
-    assert answer.status_code == 500
+    assert answer.status_code == 409 and answer.json()["kind"] == "resources_error"  # the caller's mistake
     assert "not seeded" in answer.json()["error"] and "/seed_session" in answer.json()["error"]
 
 

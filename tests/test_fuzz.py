@@ -241,6 +241,8 @@ FOUND = [
      b'"created_at": 0.0, "output": []}, "annotations": -9223372036854775809}', 422),
     # /run of the agent failed sending such a row on to /seed_session (found by the 2,000-example run)
     ("agent", "/run", b'{"responses_create_params": {"input": ""}, "annotations": -9223372036854775809}', 422),
+    # a tool reading self.task without a seeded episode (no session cookie): the caller's mistake, a 409
+    ("text_to_sql", "/list_tables", b"", 409),
 ]
 
 
@@ -249,4 +251,4 @@ def test_what_route_fuzzing_found(deployment: dict[str, FastPathApp], server: st
     answer = asyncio.run(_post(deployment[server], path, body))
     assert answer.status_code == status, answer.text
     payload = orjson.loads(answer.content)
-    assert "detail" in payload or payload.get("kind") == "bad_input"
+    assert "detail" in payload or payload.get("kind") in ("bad_input", "resources_error")

@@ -172,10 +172,12 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
         episode = _EPISODE.get()
         if episode is None or episode.task is None:
             where = "outside a request" if episode is None else "in a tool of an episode that was not seeded"
-            raise RuntimeError(
-                f"{type(self).__name__}: self.task was read {where}; it is set in seed(), in the tools of a "
-                f"seeded episode (POST /seed_session with the row first, keeping its cookie) and in verify()."
-            )
+            message = (f"{type(self).__name__}: self.task was read {where}; it is set in seed(), in the tools of a "
+                       f"seeded episode (POST /seed_session with the row first, keeping its cookie) and in verify().")
+            if episode is None:
+                raise RuntimeError(message)
+            # the caller's mistake, not the server's: a 409 (the route fuzzing found it answered 500)
+            raise RolloutError(message, kind=FailureKind.RESOURCES_ERROR, retryable=False, status=409)
         return typing.cast(TaskT, episode.task)
 
     @property
