@@ -243,6 +243,8 @@ FOUND = [
     ("agent", "/run", b'{"responses_create_params": {"input": ""}, "annotations": -9223372036854775809}', 422),
     # a tool reading self.task without a seeded episode (no session cookie): the caller's mistake, a 409
     ("text_to_sql", "/list_tables", b"", 409),
+    # a model server without chat completions (the scripted model) raised NotImplementedError: a 404
+    ("policy_model", "/v1/chat/completions", b'{"messages":[]}', 404),
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response as HTTPResponse
 
 from ngym.config.schema import ServerConfig
@@ -32,7 +32,12 @@ class ModelServer(Server[ServerConfig]):
 
         @app.post("/v1/chat/completions", response_model=ChatCompletion, response_model_exclude_none=True)
         async def chat_completions(body: ChatCompletionCreateParams, request: Request) -> HTTPResponse:
-            return json_response(dump(await self.chat_completions(body, request)))
+            try:
+                answer = await self.chat_completions(body, request)
+            except NotImplementedError:  # the caller asked for what this server does not serve: a 404
+                raise HTTPException(404, f"{self.config.name} ({type(self).__name__}) serves /v1/responses only, "
+                                         f"not /v1/chat/completions.") from None
+            return json_response(dump(answer))
 
         @app.get("/v1/models")
         async def models() -> dict[str, object]:
