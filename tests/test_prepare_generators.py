@@ -101,3 +101,16 @@ def test_environment_generators_are_deterministic(env: str, tmp_path: Path) -> N
     a, _ = run_generator(DatasetConfig.model_validate(entry), tmp_path / "a.jsonl")
     b, _ = run_generator(DatasetConfig.model_validate(entry), tmp_path / "b.jsonl")
     assert a.read_text() == b.read_text() and len(a.read_text().splitlines()) == 12
+
+
+def test_the_documented_entry_is_valid() -> None:
+    """The YAML of docs/data-and-metrics.md's "Generated datasets" is a valid entry whose generator exists."""
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    doc = (repo / "docs" / "data-and-metrics.md").read_text()
+    section = doc.split("### Generated datasets", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (entry,) = yaml.safe_load(block)["datasets"]
+    config = DatasetConfig.model_validate(entry)
+    assert config.generator is not None and (repo / config.generator).is_file() and config.num_rows == 2000

@@ -6,6 +6,7 @@ A server instance is a top-level key (not reserved) shaped ``name: {type: {impl:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import random
 import socket
@@ -40,10 +41,29 @@ class ServerSpec:
     port: int
     dir: Path
     source: str | None = None
+    #: which replica this is (0 for an instance of one process)
+    replica: int = 0
+    #: every replica's port (``num_replicas`` > 1), [0] being ``port``; empty: one process
+    replica_ports: list[int] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
         return KIND_NAMES[self.type]
+
+    @property
+    def key(self) -> str:
+        """The process's name in the launcher: ``name``, or ``name#<replica>`` for replicas after the first."""
+        return self.name if self.replica == 0 else f"{self.name}#{self.replica}"
+
+    def replicas(self) -> list[ServerSpec]:
+        """One spec per process serving this instance (itself alone unless ``num_replicas`` > 1)."""
+        if len(self.replica_ports) <= 1:
+            return [self]
+        return [dataclasses.replace(self, port=p, replica=i) for i, p in enumerate(self.replica_ports)]
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return [r.url for r in self.replicas()]
 
     @property
     def url(self) -> str:
@@ -258,6 +278,7 @@ def build_deployment(
         taken[port] = name
         node.host = host
         node.port = port
+        replica_ports = _replica_ports(name, node, port, host, taken, low, high, assign_ports)
         entrypoint = instance.entrypoint
         deployment.servers[name] = ServerSpec(
             name=name,
@@ -268,10 +289,42 @@ def build_deployment(
             port=port,
             dir=_server_dir(server_type, impl, entrypoint),
             source=sources.get(name),
+            replica_ports=replica_ports,
         )
     cfg.disallowed_ports = sorted(taken)
     deployment.colocated = _colocated(cfg.get("colocate"), list(deployment.servers))
+    replicated = [n for n in deployment.colocated if len(deployment.servers[n].replica_ports) > 1]
+    if replicated:
+        raise ConfigError(
+            f"{replicated} set num_replicas > 1 and are co-located (colocate); a co-located server is one of "
+            f"several in one process. Leave them out of colocate, or set num_replicas: 1."
+        )
     return deployment
+
+
+def _replica_ports(
+    name: str, node: Any, port: int, host: str, taken: dict[int, str], low: int, high: int, assign: bool
+) -> list[int]:
+    """Every replica's port ([0] is ``port``), written back to the config as ``replica_ports`` so
+    every process of the deployment (and its clients) knows them; [] for one process."""
+    count = int(node.get("num_replicas") or 1)  # checked >= 1 by ServerConfig
+    if count == 1:
+        return []
+    given = [int(p) for p in (node.get("replica_ports") or [])]
+    if given and (len(given) != count or given[0] != port):
+        raise ConfigError(
+            f"{name}: replica_ports {given} does not match num_replicas={count} and port={port} "
+            f"(it lists every replica's port, the first being port). Remove replica_ports to have them assigned."
+        )
+    ports = given or [port]
+    for i in range(len(ports), count):
+        ports.append(pick_free_port(host, low, high, set(taken)) if assign else 0)
+    for i, p in enumerate(ports[1:], start=1):
+        if p and taken.get(p, f"{name}#{i}") != f"{name}#{i}":
+            raise PortError(f"Port {p} for replica {i} of {name!r} is also set for {taken[p]!r}. Give each its own port.")
+        taken[p] = f"{name}#{i}"
+    node.replica_ports = ports
+    return ports
 
 
 def _colocated(value: Any, names: list[str]) -> list[str]:
@@ -297,7 +350,7 @@ def _colocated(value: Any, names: list[str]) -> list[str]:
 def check_ports_free(deployment: Deployment) -> None:
     """Fail before anything starts if a port the deployment needs is out of range or already taken."""
     wanted = [("head_server", deployment.head.host, deployment.head.port)]
-    wanted += [(s.name, s.host, s.port) for s in deployment.servers.values()]
+    wanted += [(r.key, r.host, r.port) for s in deployment.servers.values() for r in s.replicas()]
     for name, host, port in wanted:
         check_port(name, port)
         if not _port_is_free(host, port):

@@ -89,6 +89,10 @@ class ServerConfig(BaseModel):
     host: str | None = None
     port: int | None = None
     num_workers: int | None = None
+    #: processes serving this instance behind its one name (clients balance, episodes stay on one)
+    num_replicas: int = Field(1, ge=1)
+    #: every replica's port, [0] being ``port`` (filled in by ng_run)
+    replica_ports: list[int] | None = None
     domain: Domain | None = None
     datasets: list[DatasetConfig] | None = None
 

@@ -3,7 +3,11 @@
 *Where* a server runs is behind :class:`Placement` (today: :class:`LocalProcesses`, child
 processes of this one); the rest of the launcher only starts, polls and stops handles.
 
-A server that dies while the deployment runs is restarted (``max_restarts`` times, with an
+An instance with ``num_replicas: N`` is N processes, each on its own port (``replica_ports``),
+named ``<name>#<i>`` here (the first keeps ``<name>``); clients balance across them
+(:class:`~ngym.server.client.ReplicaPool`), ``/server_instances`` lists each.
+
+A server (or replica) that dies while the deployment runs is restarted (``max_restarts`` times, with an
 exponential ``restart_backoff_s``), reported by name with its last log lines, so the other
 environments keep serving. Children get only the secrets they need: servers that are not model
 servers see every secret of the config masked, except in their own (resolved) settings; secret
@@ -32,11 +36,11 @@ from ngym.config.deployment import Deployment, ServerSpec, check_ports_free
 from ngym.config.paths import PARENT_DIR
 from ngym.config.secrets import mask_secrets, scrub, secret_values
 from ngym.errors import DeploymentError
-from ngym.server.process import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV
+from ngym.server.process import CONFIG_ENV, INSTANCE_ENV, PARENT_ENV, PORT_ENV
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, TokenMiddleware, is_loopback, write_token_file
 from ngym.server.head import build_head_app
 from ngym.server.host import HOSTED_ENV
-from ngym.server.sessions import SECRET_ENV
+from ngym.server.sessions import REPLICA_ENV, SECRET_ENV
 
 class Handle(Protocol):
     spec: ServerSpec
@@ -252,6 +256,10 @@ class Launcher:
         self.restarts: dict[str, int] = {}
         self._env: dict[str, str] = {}
         self.startup_timeout_s = startup_timeout_s
+        #: every process to run, by key (``name``, or ``name#<i>`` for replicas after the first)
+        self.units: dict[str, ServerSpec] = {
+            r.key: r for spec in deployment.servers.values() for r in spec.replicas()
+        }
         self.handles: dict[str, Handle] = {}
         self._head: uvicorn.Server | None = None
         self._head_thread: threading.Thread | None = None
@@ -267,7 +275,15 @@ class Launcher:
         env.setdefault(SECRET_ENV, secrets.token_hex(32))
         env.setdefault(TOKEN_ENV, secrets.token_urlsafe(32))
         env.pop("NEMO_GYM_CONFIG_DICT", None)
+        env.pop(REPLICA_ENV, None)
+        env.pop(PORT_ENV, None)
         return env
+
+    def _start_unit(self, unit: ServerSpec) -> Handle:
+        env = {**self._env_for([unit]), INSTANCE_ENV: unit.name}
+        if len(unit.replica_ports) > 1:
+            env.update({REPLICA_ENV: str(unit.replica), PORT_ENV: str(unit.port)})
+        return self.placement.start(unit, env)
 
     def _env_for(self, specs: list[ServerSpec]) -> dict[str, str]:
         """The environment of a child hosting ``specs``: a model server gets the whole config; any
@@ -316,9 +332,9 @@ class Launcher:
                 self.handles.update({spec.name: InThisProcess(spec) for spec in hosted})
             elif hosted:
                 self.handles.update(self.placement.start_group(hosted, self._env_for(hosted)))
-            for spec in self.deployment.servers.values():
-                if spec.name not in self.handles:
-                    self.handles[spec.name] = self.placement.start(spec, {**self._env_for([spec]), INSTANCE_ENV: spec.name})
+            for key, unit in self.units.items():
+                if key not in self.handles:
+                    self.handles[key] = self._start_unit(unit)
             self._wait_ready()
         except BaseException:
             self.stop()
@@ -328,7 +344,7 @@ class Launcher:
     def _wait_ready(self, names: list[str] | None = None) -> None:
         pending = {"head_server": self.deployment.head.url} if names is None else {}
         pending.update(
-            (n, s.url) for n, s in self.deployment.servers.items()
+            (n, s.url) for n, s in self.units.items()
             if not isinstance(self.handles.get(n), InThisProcess) and (names is None or n in names)
         )
         deadline = time.monotonic() + self.startup_timeout_s
@@ -362,7 +378,10 @@ class Launcher:
     @staticmethod
     def _death(name: str, handle: Handle, code: int) -> str:
         tail = "\n".join(f"    {line}" for line in handle.log_tail()[-15:]) or "    (no output)"
-        return f"Server {name!r} ({handle.spec.type}/{handle.spec.impl}) exited with code {code}. Its last log lines:\n{tail}"
+        spec = handle.spec
+        which = f"replica {spec.replica} of {len(spec.replica_ports)} of {spec.name!r}, " if len(spec.replica_ports) > 1 else ""
+        return (f"Server {name!r} ({which}{spec.type}/{spec.impl}, pid {handle.pid}, {spec.url}) exited with code {code}. "
+                f"Its last log lines:\n{tail}")
 
     def raise_if_died(self) -> None:
         died = self._died()
@@ -387,13 +406,13 @@ class Launcher:
         time.sleep(delay)
         group = [n for n, h in self.handles.items() if h is handle or (
             isinstance(h, SharedHandle) and isinstance(handle, SharedHandle) and h.host is handle.host)]
-        specs = [self.deployment.servers[n] for n in group]
+        specs = [self.units[n] for n in group]
         for n in group:
             self.restarts[n] = self.restarts.get(n, 0) + 1
         if isinstance(handle, SharedHandle):
             self.handles.update(self.placement.start_group(specs, self._env_for(specs)))
         else:
-            self.handles[name] = self.placement.start(specs[0], {**self._env_for(specs), INSTANCE_ENV: name})
+            self.handles[name] = self._start_unit(specs[0])
         try:
             self._wait_ready(group)
         except DeploymentError:
@@ -405,15 +424,17 @@ class Launcher:
     def instances(self) -> list[dict[str, Any]]:
         now = time.time()
         rows = []
-        for name, spec in self.deployment.servers.items():
-            handle = self.handles.get(name)
+        for key, spec in self.units.items():
+            handle = self.handles.get(key)
             alive = handle is not None and handle.returncode() is None
             rows.append(
                 {
-                    "name": name,
+                    "name": spec.name,
+                    "replica": spec.replica,
+                    "num_replicas": max(1, len(spec.replica_ports)),
                     "server_type": spec.type,
                     "kind": spec.kind,
-                    "process_name": f"{name}[{spec.impl}]",
+                    "process_name": f"{key}[{spec.impl}]",
                     "entrypoint": spec.entrypoint,
                     "dir_path": str(spec.dir),
                     "config_path": spec.source,
@@ -422,7 +443,7 @@ class Launcher:
                     "url": spec.url,
                     "pid": handle.pid if handle else None,
                     "status": "running" if alive else "exited",
-                    "restarts": self.restarts.get(name, 0),
+                    "restarts": self.restarts.get(key, 0),
                     "start_time": handle.started_at if handle else None,
                     "uptime_seconds": now - handle.started_at if handle else 0.0,
                 }
@@ -431,7 +452,7 @@ class Launcher:
 
     def table(self) -> str:
         rows = [("NAME", "KIND", "URL", "PID")]
-        rows += [(r["name"], r["kind"], r["url"], str(r["pid"])) for r in self.instances()]
+        rows += [(r["process_name"].rpartition("[")[0], r["kind"], r["url"], str(r["pid"])) for r in self.instances()]
         rows.append(("head_server", "head", self.deployment.head.url, str(os.getpid())))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)

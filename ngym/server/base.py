@@ -40,6 +40,7 @@ from ngym.server.middleware import ErrorMiddleware, error_answer
 from ngym.server.process import (
     CONFIG_ENV,
     INSTANCE_ENV,
+    PORT_ENV,
     PARENT_ENV,
     die_with_launcher,
     raise_open_file_limit,
@@ -156,4 +157,5 @@ class Server(Generic[C]):
         tune_gc()
         import uvicorn
 
-        uvicorn.Server(uvicorn_config(server.build_app(), server.config.host, server.config.port)).run()
+        port = int(os.environ.get(PORT_ENV) or server.config.port or 0)  # a replica's own port
+        uvicorn.Server(uvicorn_config(server.build_app(), server.config.host, port)).run()

@@ -7,6 +7,13 @@
 transport keeps cookies: the per-episode session cookies are passed per call and read from each
 answer, never shared between episodes. Failures to get an answer raise ngym's
 :class:`~ngym.errors.TransportError` tree.
+
+An instance with ``num_replicas`` > 1 is a :class:`ReplicaPool`: a call that belongs to no episode
+yet (``/seed_session``, ``/run``, a model call without a session) goes to the replica with the fewest
+calls in flight from this client; a call carrying the instance's session cookie goes to the replica
+the cookie names (:func:`ngym.server.sessions.replica_of`), so one episode's calls all reach the
+replica that holds its state. If that replica is gone (connection refused or broken, or a
+restarted replica's ``503 replica_lost``) the call raises :class:`~ngym.errors.ReplicaLost`.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,10 +33,11 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel
 
 from ngym.config.schema import HeadServerConfig
-from ngym.errors import ConnectError, DeploymentError, RemoteProtocolError
+from ngym.errors import ConnectError, DeploymentError, RemoteProtocolError, ReplicaLost
 from ngym.server import local
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, current_token
 from ngym.server.http import Cookies, set_cookies
+from ngym.server.sessions import replica_of
 from ngym.server.transport import (
     AiohttpTransport,
     HttpxTransport,
@@ -41,8 +50,10 @@ from ngym.server.transport import (
 __all__ = [
     "Cookies",
     "Reply",
+    "ReplicaPool",
     "ServerClient",
     "fetch_global_config",
+    "instance_replicas",
     "instance_urls",
     "make_http_client",
     "response_cookies",
@@ -64,20 +75,83 @@ def response_cookies(response: httpx.Response | Reply) -> Cookies:
     return set_cookies([(k.lower(), v) for k, v in response.headers.raw])
 
 
-def instance_urls(config: DictConfig | dict[str, Any]) -> dict[str, str]:
-    """``instance name -> base URL`` for every server-shaped entry of a (resolved) global config."""
+def _deployment_urls(config: DictConfig | dict[str, Any]) -> tuple[dict[str, str], dict[str, list[str]]]:
     from ngym.config.deployment import build_deployment
 
     cfg = config if isinstance(config, DictConfig) else OmegaConf.create(config)
     deployment = build_deployment(cfg, assign_ports=False)
-    return {name: spec.url for name, spec in deployment.servers.items()}
+    urls = {name: spec.url for name, spec in deployment.servers.items()}
+    replicas = {name: spec.replica_urls for name, spec in deployment.servers.items() if len(spec.replica_ports) > 1}
+    return urls, replicas
+
+
+def instance_urls(config: DictConfig | dict[str, Any]) -> dict[str, str]:
+    """``instance name -> base URL`` (the first replica's) for every server-shaped entry of a
+    (resolved) global config."""
+    return _deployment_urls(config)[0]
+
+
+def instance_replicas(config: DictConfig | dict[str, Any]) -> dict[str, list[str]]:
+    """``instance name -> every replica's base URL`` for the instances with ``num_replicas`` > 1."""
+    return _deployment_urls(config)[1]
+
+
+class ReplicaPool:
+    """The replicas of one instance, as one client sees them: calls in flight to each, and which
+    refused a connection lately (skipped for :attr:`DOWN_S` seconds while others are up)."""
+
+    DOWN_S = 1.0
+
+    def __init__(self, name: str, urls: list[str]) -> None:
+        self.name = name
+        self.urls = urls
+        self.cookie_suffix = f"___{name}"
+        self.in_flight = [0] * len(urls)
+        self.calls = [0] * len(urls)
+        self._down_until = [0.0] * len(urls)
+        self._next = 0
+
+    def bound(self, cookies: Cookies | None) -> int | None:
+        """The replica this call's session cookie names, or None (no session with this instance yet)."""
+        if not cookies:
+            return None
+        for name, value in cookies.items():
+            if name.endswith(self.cookie_suffix):
+                found = replica_of(value)
+                if found is not None:
+                    return found
+        return None
+
+    def pick(self, exclude: set[int] | frozenset[int] = frozenset()) -> int | None:
+        """The replica with the fewest calls in flight (up ones first; ties in turn), or None."""
+        now = time.monotonic()
+        n = len(self.urls)
+        order = [(self._next + k) % n for k in range(n)]
+        candidates = [i for i in order if i not in exclude]
+        if not candidates:
+            return None
+        up = [i for i in candidates if self._down_until[i] <= now] or candidates
+        best = min(up, key=lambda i: self.in_flight[i])
+        self._next = (best + 1) % n
+        return best
+
+    def mark_down(self, index: int) -> None:
+        self._down_until[index] = time.monotonic() + self.DOWN_S
+
+    def lost(self, index: int, why: str) -> ReplicaLost:
+        url = self.urls[index] if index < len(self.urls) else "?"
+        return ReplicaLost(
+            f"replica {index} of {self.name!r} ({url}), which holds this episode's session, is gone: {why}. "
+            f"The episode cannot go on elsewhere (its state was on that replica); run it again."
+        )
 
 
 class ServerClient:
     """Calls other servers of the deployment by instance name.
 
     ``http`` (an ``httpx.AsyncClient``) or ``transport`` replaces the default aiohttp transport;
-    servers hosted by this process are always reached in-process."""
+    servers hosted by this process are always reached in-process. ``replicas``: every replica's
+    URL of the instances that have several (see :class:`ReplicaPool`)."""
 
     def __init__(
         self,
@@ -87,6 +161,7 @@ class ServerClient:
         config: DictConfig | None = None,
         timeout_s: float = 900.0,
         transport: Transport | None = None,
+        replicas: dict[str, list[str]] | None = None,
     ) -> None:
         self.urls = urls
         self.config = config
@@ -97,10 +172,12 @@ class ServerClient:
             transport = HttpxTransport(http) if http is not None else AiohttpTransport(timeout_s, connect_timeout_s=60.0)
         self.transport: Transport = transport
         self.local = LocalTransport(timeout_s)
+        self.pools = {name: ReplicaPool(name, list(r)) for name, r in (replicas or {}).items() if len(r) > 1}
 
     @classmethod
     def from_config(cls, config: DictConfig, http: httpx.AsyncClient | None = None) -> ServerClient:
-        return cls(instance_urls(config), http, config=config)
+        urls, replicas = _deployment_urls(config)
+        return cls(urls, http, config=config, replicas=replicas)
 
     @classmethod
     async def from_head_server(
@@ -136,7 +213,51 @@ class ServerClient:
         timeout: float | None = None,
     ) -> Reply:
         body = to_json_bytes({} if json is None else json)
-        return await self._send("POST", self.url_of(server_name), url_path, body, cookies, timeout)
+        return await self._call("POST", server_name, url_path, body, cookies, timeout)
+
+    async def _call(
+        self, method: str, server_name: str, path: str, body: bytes | None, cookies: Cookies | None, timeout: float | None
+    ) -> Reply:
+        pool = self.pools.get(server_name)
+        if pool is None:
+            return await self._send(method, self.url_of(server_name), path, body, cookies, timeout)
+        bound = pool.bound(cookies)
+        if bound is not None:
+            if bound >= len(pool.urls):
+                raise pool.lost(bound, f"the deployment has {len(pool.urls)} replicas")
+            return await self._bound_call(pool, bound, method, path, body, cookies, timeout)
+        tried: set[int] = set()
+        while True:
+            index = pool.pick(tried)
+            assert index is not None
+            tried.add(index)
+            pool.in_flight[index] += 1
+            pool.calls[index] += 1
+            try:
+                return await self._send(method, pool.urls[index], path, body, cookies, timeout)
+            except ConnectError:  # refused: nothing was sent, another replica can take it
+                pool.mark_down(index)
+                if len(tried) == len(pool.urls):
+                    raise
+            finally:
+                pool.in_flight[index] -= 1
+
+    async def _bound_call(
+        self, pool: ReplicaPool, index: int, method: str, path: str, body: bytes | None, cookies: Cookies | None,
+        timeout: float | None,
+    ) -> Reply:
+        pool.in_flight[index] += 1
+        pool.calls[index] += 1
+        try:
+            reply = await self._send(method, pool.urls[index], path, body, cookies, timeout)
+        except (ConnectError, RemoteProtocolError) as e:
+            pool.mark_down(index)
+            raise pool.lost(index, f"{type(e).__name__}: {e}") from None
+        finally:
+            pool.in_flight[index] -= 1
+        if reply.status_code == 503 and b'"replica_lost"' in reply.content:
+            raise pool.lost(index, "it was restarted since the episode began (it answered 503 replica_lost)")
+        return reply
 
     async def post_retrying(
         self,
@@ -152,7 +273,7 @@ class ServerClient:
         return await with_retries(lambda: self.post(server_name, url_path, json, cookies, timeout), attempts)
 
     async def get(self, server_name: str, url_path: str, cookies: Cookies | None = None) -> Reply:
-        return await self._send("GET", self.url_of(server_name), url_path, None, cookies, None)
+        return await self._call("GET", server_name, url_path, None, cookies, None)
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -44,7 +44,7 @@ from ngym.server.asgi import collect
 from ngym.server.auth import TOKEN_HEADER
 from ngym.server.http import JSON_TYPE, Cookies, Headers, is_json_body, parse_cookie_header, set_cookies
 from ngym.server.middleware import error_answer
-from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, new_session_id
+from ngym.server.sessions import SESSION_ID_KEY, SessionCookie, foreign_session, new_session_id, replica_lost_body
 
 _TOKEN_HEADER = TOKEN_HEADER.encode()
 
@@ -131,6 +131,9 @@ class FastPath:
         if self.session is not None:
             value = cookies.get(self.session.name)
             sid = self.session.verify(value) if value else None
+            if sid is not None and foreign_session(sid):
+                content = replica_lost_body(self.session.name, sid)
+                return 503, content, [JSON_TYPE, (b"content-length", str(len(content)).encode())]
             if sid is None:
                 sid = new_session_id()
                 headers.append((b"set-cookie", self.session.header(sid)))

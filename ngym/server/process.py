@@ -20,6 +20,8 @@ CONFIG_ENV = "NGYM_CONFIG_DICT"
 INSTANCE_ENV = "NGYM_INSTANCE"
 #: the pid of the ``ng_run`` that started the process
 PARENT_ENV = "NGYM_LAUNCHER_PID"
+#: the port a replica listens on (replicas after the first differ from the instance's ``port``)
+PORT_ENV = "NGYM_PORT"
 
 
 def die_with_launcher() -> None:

@@ -4,6 +4,13 @@ The cookie is named ``<ServerClass>___<instance>`` (as in the reference) and hol
 ``<session id>.<signature>``, signed with a random per-deployment secret (``NGYM_SESSION_SECRET``,
 set by ``ng_run``). It is set once, when a session starts, not re-signed on every response.
 Handlers read the id with :func:`session_id` (or ``request.session["session_id"]``).
+
+Replicas (``num_replicas`` > 1; the launcher sets ``NGYM_REPLICA`` to the process's index) start
+sessions named ``r<index>-<boot>-<random>``: the cookie names the replica that holds the episode's
+state, so a client routes every later call of the episode there
+(:class:`~ngym.server.client.ServerClient`), and a replica answers ``503 replica_lost`` to a session
+it did not start (another replica's, or its own from before a restart: that state is gone), never
+a fresh empty state.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,6 +33,10 @@ from ngym.server.http import parse_cookie_header
 
 SESSION_ID_KEY = "session_id"
 SECRET_ENV = "NGYM_SESSION_SECRET"
+#: this process's index among the replicas of its instance (set by the launcher when num_replicas > 1)
+REPLICA_ENV = "NGYM_REPLICA"
+#: differs between two runs of one replica: sessions from before a restart are recognised
+_BOOT = secrets.token_hex(4)
 
 T = TypeVar("T")
 
@@ -39,8 +51,39 @@ def deployment_secret() -> bytes:
 
 
 def new_session_id() -> str:
-    """A fresh session id: unique, not a secret (the cookie's signature is what cannot be forged)."""
+    """A fresh session id: unique, not a secret (the cookie's signature is what cannot be forged);
+    a replica's names the replica (``r<index>-<boot>-<random>``)."""
+    replica = os.environ.get(REPLICA_ENV)
+    if replica:
+        return f"r{replica}-{_BOOT}-{random.getrandbits(96):024x}"
     return f"{random.getrandbits(128):032x}"
+
+
+def replica_of(cookie_value: str) -> int | None:
+    """The replica a session cookie's value names, or None (a session of an unreplicated server)."""
+    if not cookie_value.startswith("r"):
+        return None
+    head, sep, _ = cookie_value[1:].partition("-")
+    return int(head) if sep and head.isdigit() else None
+
+
+def foreign_session(sid: str) -> bool:
+    """Whether this process is a replica and ``sid`` is a session it did not start."""
+    replica = os.environ.get(REPLICA_ENV)
+    return bool(replica) and not sid.startswith(f"r{replica}-{_BOOT}-")
+
+
+def replica_lost_body(cookie_name: str, sid: str) -> bytes:
+    """The ``503`` body a replica answers for a session it does not hold."""
+    replica = os.environ.get(REPLICA_ENV)
+    server = cookie_name.partition("___")[2] or cookie_name
+    return orjson.dumps({
+        "error": f"replica {replica} of {server!r} does not hold session {sid[:40]!r}: the replica that started "
+                 f"it died or was restarted, and the episode's state went with it. Run the episode again.",
+        "kind": "replica_lost",
+        "retryable": True,
+        "server": server,
+    })
 
 
 class SessionCookie:
@@ -87,6 +130,12 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             return
         sid = self._read(scope)
+        if sid is not None and foreign_session(sid):
+            body = replica_lost_body(self.cookie.name, sid)
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
         is_new = sid is None
         if sid is None:
             sid = new_session_id()
