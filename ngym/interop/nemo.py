@@ -46,7 +46,7 @@ from yarl import URL
 
 from ngym.config.schema import HeadServerConfig, ServerConfig
 from ngym.env.resources import ResourcesServer
-from ngym.errors import ConfigError, RolloutError
+from ngym.errors import ConfigError, FailureKind, RolloutError
 from ngym.server import client as ngym_client
 from ngym.server.transport import Transport
 from ngym.config.instance import ServerInstance
@@ -437,6 +437,6 @@ def _never_set(server: PydanticResourcesServer, owner: str, reads: list[str], re
         f"{server.config.name}: {owner}.verify read {names} on the server, which was never set{answered}. "
         f"Set it in model_post_init (call super().model_post_init(context) first) or declare it with a default, "
         f"e.g. `{next(iter(dict.fromkeys(reads)))}: X = Field(default_factory=...)`.",
-        kind="verifier_error",
+        kind=FailureKind.VERIFIER_ERROR,
         status=500,
     )

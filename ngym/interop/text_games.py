@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ngym.env.resources import ResourcesServer, ResourcesServerConfig
 from ngym.wire.rows import SeedSessionRequest, VerifyRequest, VerifyResponse
-from ngym.errors import InputError, RolloutError
+from ngym.errors import FailureKind, InputError, RolloutError
 from ngym.server.sessions import SessionStore, session_id
 
 
@@ -250,7 +250,7 @@ class TextGamesServer(ResourcesServer):
             game = make_game(body.game, body.seed, body.action_names, body.max_steps)
             first = game.reset()
         except UnsupportedGame as e:
-            raise RolloutError(str(e), kind="bad_input", status=400) from None
+            raise RolloutError(str(e), kind=FailureKind.BAD_INPUT, status=400) from None
         self.games[session_id(request)] = game
         return {"observation": first}
 
@@ -266,7 +266,7 @@ class TextGamesServer(ResourcesServer):
         if game is None:
             raise RolloutError(
                 f"{self.config.name}: no game for this episode (was /seed_session called with the row's game "
-                f"{body.game!r}, and its cookie passed on?)", kind="verifier_error", status=500,
+                f"{body.game!r}, and its cookie passed on?)", kind=FailureKind.VERIFIER_ERROR, status=500,
             )
         finished = bool(getattr(game, "done", False))
         return VerifyResponse.of(body, reward=game.reward(), finished=finished)

@@ -29,7 +29,7 @@ from fastapi import FastAPI
 from pydantic import Field
 
 from ngym.env.resources import ResourcesServer, ResourcesServerConfig
-from ngym.errors import InputError, RolloutError
+from ngym.errors import FailureKind, InputError, RolloutError
 from ngym.wire.responses import FunctionCall, FunctionCallOutput, Item, Message, Response
 from ngym.wire.rows import VerifyRequest, VerifyResponse
 
@@ -178,23 +178,23 @@ class VerifiersServer(ResourcesServer):
         if task is None:
             raise RolloutError(
                 f"{self.config.name}: no task {body.vf_task_idx} in {self.config.taskset} ({len(self.tasks)} tasks)",
-                kind="bad_input", status=400,
+                kind=FailureKind.BAD_INPUT, status=400,
             )
         if body.vf_task_key is not None and body.vf_task_key != task.key:
             raise RolloutError(
                 f"{self.config.name}: task {body.vf_task_idx} of {self.config.taskset} changed since the row was written "
                 f"(key {body.vf_task_key[:12]}…, now {task.key[:12]}…). Write the rows again.",
-                kind="bad_input", status=400,
+                kind=FailureKind.BAD_INPUT, status=400,
             )
         trace = build_trace(task, body.responses_create_params.input, body.response)
         try:
             await task.score(trace)
         except Exception as e:  # noqa: BLE001 - a reward function that fails is a typed failure, never 0
-            raise RolloutError(f"{self.config.name}: scoring task {body.vf_task_idx} failed: {e}", kind="verifier_error") from e
+            raise RolloutError(f"{self.config.name}: scoring task {body.vf_task_idx} failed: {e}", kind=FailureKind.VERIFIER_ERROR) from e
         rewards = {name: (r.score if r is not None else None) for name, r in trace.rewards.items()}
         if any(value is None for value in rewards.values()):
             missing = [name for name, value in rewards.items() if value is None]
-            raise RolloutError(f"{self.config.name}: rewards {missing} gave no score", kind="verifier_error")
+            raise RolloutError(f"{self.config.name}: rewards {missing} gave no score", kind=FailureKind.VERIFIER_ERROR)
         return VerifyResponse.of(body, reward=float(trace.reward), vf_rewards=rewards, vf_metrics=dict(trace.metrics))
 
 

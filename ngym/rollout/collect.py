@@ -25,9 +25,10 @@ from typing import Any
 
 import httpx
 import orjson
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from ngym.data.jsonl import iter_jsonl
+from ngym.data.rows import ADD_AGENT_REF, check_row
 from ngym.errors import FailureKind, InputError, classify_failure
 from ngym.rollout.output import INPUT_FP as INPUT_FP
 from ngym.rollout.output import ROLLOUT_INDEX as ROLLOUT_INDEX
@@ -35,8 +36,6 @@ from ngym.rollout.output import TASK_INDEX as TASK_INDEX
 from ngym.rollout.output import append_line, iter_rows, scan_results
 from ngym.rollout.output import sibling as sibling
 from ngym.server.client import Reply, ServerClient
-from ngym.wire.responses import ResponseCreateParams
-from ngym.wire.rows import AgentRef
 
 log = logging.getLogger("ngym.rollout.collect")
 
@@ -117,36 +116,13 @@ def _scan(
     task_index: dict[bytes, int] = {}
     rollouts_seen: dict[int, int] = {}
     for lineno, text, row in iter_jsonl(path, "input file", problems=problems, limit=limit):
-        if "responses_create_params" not in row:
-            problems.append(_problem(path, lineno, "no 'responses_create_params' (the model request of the task)."))
-            continue
-        if overrides and isinstance(row["responses_create_params"], dict):
+        if overrides and isinstance(row.get("responses_create_params"), dict):
             row["responses_create_params"] = {**row["responses_create_params"], **overrides}
-        try:
-            ResponseCreateParams.model_validate(row["responses_create_params"])
-        except ValidationError as e:
-            first = e.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            problems.append(
-                _problem(path, lineno, f"responses_create_params{'.' + loc if loc else ''}: {first['msg']} ({e.error_count()} error(s)).")
-            )
-            continue
         if "agent_ref" not in row and agent_name:
             row["agent_ref"] = {"name": agent_name}
-        if "agent_ref" not in row:
-            problems.append(
-                _problem(path, lineno, "no agent_ref. Add {\"agent_ref\": {\"name\": \"<agent>\"}} or pass +agent_name=<agent>.")
-            )
-            continue
-        try:
-            ref = AgentRef.model_validate(row["agent_ref"])
-        except ValidationError as e:
-            problems.append(_problem(path, lineno, f"bad agent_ref {row['agent_ref']!r}: {e.errors()[0]['msg']}."))
-            continue
-        if known is not None and ref.name not in known:
-            problems.append(
-                _problem(path, lineno, f"agent_ref names {ref.name!r}, which is not running. Agents: {sorted(known)}.")
-            )
+        checked = check_row(row, need_agent=True, agents=known, add_agent=f"{ADD_AGENT_REF} or pass +agent_name=<agent>")
+        if isinstance(checked, str):
+            problems.append(_problem(path, lineno, checked))
             continue
         index = task_index.setdefault(hashlib.blake2b(text, digest_size=16).digest(), len(task_index))
         fp = fingerprint(row)
@@ -156,7 +132,7 @@ def _scan(
             copy = {**row, TASK_INDEX: index, ROLLOUT_INDEX: rollout}
             if add_seed:
                 copy["responses_create_params"] = {**row["responses_create_params"], "seed": rollout}
-            yield Task(copy, ref.name, lineno, fingerprint(copy) if add_seed else fp)
+            yield Task(copy, checked.agent, lineno, fingerprint(copy) if add_seed else fp)
 
 
 def fingerprint(row: dict[str, Any]) -> str:

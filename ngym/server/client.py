@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel
 
 from ngym.config.schema import HeadServerConfig
-from ngym.errors import ConnectError, DeploymentError, RemoteProtocolError, ReplicaLost
+from ngym.errors import ConnectError, DeploymentError, FailureKind, RemoteProtocolError, ReplicaLost
 from ngym.server import local
 from ngym.server.auth import TOKEN_ENV, TOKEN_HEADER, current_token
 from ngym.server.http import Cookies, set_cookies
@@ -255,7 +255,7 @@ class ServerClient:
             raise pool.lost(index, f"{type(e).__name__}: {e}") from None
         finally:
             pool.in_flight[index] -= 1
-        if reply.status_code == 503 and b'"replica_lost"' in reply.content:
+        if reply.status_code == 503 and _REPLICA_LOST in reply.content:
             raise pool.lost(index, "it was restarted since the episode began (it answered 503 replica_lost)")
         return reply
 
@@ -282,6 +282,8 @@ class ServerClient:
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: no answer, but the request may not have been processed: worth another try
 TRANSIENT_ERRORS = (ConnectError, RemoteProtocolError)
+#: how a replica that lost an episode's session names it in its 503 answer (ngym.server.sessions)
+_REPLICA_LOST = f'"{FailureKind.REPLICA_LOST}"'.encode()
 
 
 async def with_retries(

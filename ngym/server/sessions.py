@@ -29,6 +29,7 @@ import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ngym.errors import FailureKind
 from ngym.server.http import parse_cookie_header
 
 SESSION_ID_KEY = "session_id"
@@ -80,7 +81,7 @@ def replica_lost_body(cookie_name: str, sid: str) -> bytes:
     return orjson.dumps({
         "error": f"replica {replica} of {server!r} does not hold session {sid[:40]!r}: the replica that started "
                  f"it died or was restarted, and the episode's state went with it. Run the episode again.",
-        "kind": "replica_lost",
+        "kind": FailureKind.REPLICA_LOST,
         "retryable": True,
         "server": server,
     })

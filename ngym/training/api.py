@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from ngym.rollout.collect import ROLLOUT_INDEX, TASK_INDEX, Task, run_tasks
 from ngym.config.deployment import Deployment, build_deployment
 from ngym.config.loader import ParserConfig, load_config
+from ngym.data.rows import check_row
 from ngym.errors import DeploymentError, InputError, NgymError
 from ngym.launch.launcher import Launcher
 from ngym.server.client import ServerClient
@@ -69,8 +70,8 @@ class RolloutResult:
 
 
 def check_rows(rows: Iterable[Mapping[str, Any]], agents: Iterable[str], num_repeats: int = 1) -> list[Task]:
-    """Validate rows (each a dict with ``responses_create_params`` and an ``agent_ref.name`` that runs
-    here) and expand them into tasks; raise :class:`InputError` listing every bad row.
+    """Validate rows (:func:`ngym.data.rows.check_row`: a valid ``responses_create_params`` and an
+    ``agent_ref.name`` that runs here) and expand them into tasks; raise :class:`InputError` listing every bad row.
 
     Rows without ``_ng_task_index`` get their position; each is repeated ``num_repeats`` times with
     ``_ng_rollout_index`` 0, 1, ... (a GRPO group)."""
@@ -78,20 +79,11 @@ def check_rows(rows: Iterable[Mapping[str, Any]], agents: Iterable[str], num_rep
     problems: list[str] = []
     tasks: list[Task] = []
     for position, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            problems.append(f"row {position}: a row must be a dict, not {type(row).__name__}")
+        checked = check_row(row, need_agent=True, agents=known)
+        if isinstance(checked, str):
+            problems.append(f"row {position}: {checked}")
             continue
-        if not isinstance(row.get("responses_create_params"), Mapping):
-            problems.append(f"row {position}: no 'responses_create_params' dict (the model request of the task)")
-            continue
-        ref = row.get("agent_ref")
-        name = ref.get("name") if isinstance(ref, Mapping) else None
-        if not isinstance(name, str):
-            problems.append(f"row {position}: no agent_ref.name; add {{'agent_ref': {{'name': '<agent>'}}}} to the row")
-            continue
-        if name not in known:
-            problems.append(f"row {position}: agent_ref names {name!r}, which is not in this deployment. Agents: {sorted(known)}")
-            continue
+        name = checked.agent
         task_index = int(row.get(TASK_INDEX, position))
         first = int(row.get(ROLLOUT_INDEX, 0))
         for r in range(num_repeats):

@@ -10,17 +10,15 @@ tool calls; ``/run`` runs the episode in-process instead of calling its own HTTP
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-import httpx
 import orjson
 
-from ngym.env.agent import Agent, Episode, upstream_error
+from ngym.env.agent import Agent, Episode, call_server
 from ngym.config.schema import ServerConfig, ServerRef
-from ngym.errors import ReplicaLost, RolloutError
-from ngym.server.client import Cookies, response_cookies
+from ngym.errors import FailureKind, RolloutError
+from ngym.server.client import Cookies
 from ngym.wire.responses import (
     FunctionCall,
     FunctionCallOutput,
@@ -67,31 +65,17 @@ class SimpleAgent(Agent):
     async def _call_model(self, request: dict[str, Any], cookies: Cookies) -> Response:
         """One model call; ``request`` is the create-params body as JSON-ready data."""
         name = self.config.model_server.name
-        try:
-            answer = await self.server_client.post_retrying(
-                name, "/v1/responses", json=request, cookies=cookies, attempts=self.config.model_max_attempts,
-                timeout=self.config.model_timeout_s,
-            )
-        except httpx.HTTPError as e:
-            stalled = isinstance(e, httpx.TimeoutException) and not isinstance(e, httpx.ConnectTimeout)
-            raise RolloutError(
-                f"model server {name!r} at {self.server_client.url_of(name)} "
-                + (f"gave no answer within model_timeout_s={self.config.model_timeout_s:g} s (stalled?)" if stalled
-                   else f"could not be reached: {type(e).__name__}: {e}"),
-                kind=(
-                    "timeout" if isinstance(e, httpx.TimeoutException)
-                    else "replica_lost" if isinstance(e, ReplicaLost) else "model_error"
-                ),
-                retryable=True,
-                status=502,
-            ) from None
-        if answer.status_code >= 400:
-            raise upstream_error("The model call", name, answer, kind="model_error")
-        cookies.update(response_cookies(answer))
+        answer = await call_server(
+            self.server_client, name, "/v1/responses", at=FailureKind.MODEL_ERROR, role="model server",
+            what="the model call", json=request, cookies=cookies, attempts=self.config.model_max_attempts,
+            timeout=self.config.model_timeout_s, timeout_setting="model_timeout_s",
+        )
         try:
             return Response.model_validate_json(answer.content)
         except ValueError as e:
-            raise RolloutError(f"model server {name!r} returned an invalid Response: {e}", kind="model_error") from None
+            raise RolloutError(
+                f"model server {name!r} returned an invalid Response: {e}", kind=FailureKind.MODEL_ERROR
+            ) from None
 
     async def _call_tool(self, call: FunctionCall, tools: set[str], cookies: Cookies) -> str:
         if tools and call.name not in tools:
@@ -102,22 +86,16 @@ class SimpleAgent(Agent):
             return _error_output(f"Invalid tool call arguments: {e}. Arguments must be a JSON object.")
         if not isinstance(arguments, dict):
             return _error_output("Invalid tool call arguments: expected a JSON object.")
-        name = self.config.resources_server.name
         try:
-            answer = await asyncio.wait_for(
-                self.server_client.post(name, f"/{call.name}", json=arguments, cookies=cookies, timeout=self.config.tool_timeout_s),
-                self.config.tool_timeout_s,
+            answer = await call_server(
+                self.server_client, self.config.resources_server.name, f"/{call.name}", at=FailureKind.RESOURCES_ERROR,
+                role="resources server", what=f"tool {call.name!r}", json=arguments, cookies=cookies,
+                timeout=self.config.tool_timeout_s, timeout_setting="tool_timeout_s", check_status=False,
             )
-        except (httpx.TimeoutException, asyncio.TimeoutError):
+        except RolloutError as e:
+            if e.kind is not FailureKind.TIMEOUT:
+                raise
             return _error_output(f"Tool {call.name!r} timed out after {self.config.tool_timeout_s:g} s.")
-        except httpx.HTTPError as e:
-            raise RolloutError(
-                f"resources server {name!r} could not be reached for tool {call.name!r}: {type(e).__name__}: {e}",
-                kind="replica_lost" if isinstance(e, ReplicaLost) else "resources_error",
-                retryable=True,
-                status=502,
-            ) from None
-        cookies.update(response_cookies(answer))
         return answer.text
 
     async def episode(self, body: ResponseCreateParams, resources_cookies: Cookies) -> Episode:
@@ -156,18 +134,10 @@ class SimpleAgent(Agent):
         name = self.config.resources_server.name
         row = body.model_dump(mode="json", exclude_unset=True)
         cookies = dict(cookies)
-        try:
-            seeded = await self.server_client.post(name, "/seed_session", json=row, cookies=cookies)
-        except httpx.HTTPError as e:
-            raise RolloutError(
-                f"resources server {name!r} could not be reached: {type(e).__name__}: {e}",
-                kind="replica_lost" if isinstance(e, ReplicaLost) else "resources_error",
-                retryable=True,
-                status=502,
-            ) from None
-        if seeded.status_code >= 400:
-            raise upstream_error("/seed_session", name, seeded, kind="resources_error")
-        cookies.update(response_cookies(seeded))
+        seeded = await call_server(
+            self.server_client, name, "/seed_session", at=FailureKind.RESOURCES_ERROR, role="resources server",
+            what="/seed_session", json=row, cookies=cookies,
+        )
         params = body.responses_create_params
         if not params.tools:  # the row offers none: the tools the environment declares (its /seed_session answer)
             declared = _declared_tools(seeded.content)
@@ -176,17 +146,10 @@ class SimpleAgent(Agent):
                 row["responses_create_params"]["tools"] = declared  # recorded in the rollout
         episode = await self.episode(params, cookies)
         row["response"] = dump(episode.response)
-        try:
-            verified = await self.server_client.post(name, "/verify", json=row, cookies=episode.resources_cookies)
-        except httpx.HTTPError as e:
-            raise RolloutError(
-                f"resources server {name!r} could not be reached for /verify: {type(e).__name__}: {e}",
-                kind="replica_lost" if isinstance(e, ReplicaLost) else "verifier_error",
-                retryable=True,
-                status=502,
-            ) from None
-        if verified.status_code >= 400:
-            raise upstream_error("/verify", name, verified, kind="verifier_error")
+        verified = await call_server(
+            self.server_client, name, "/verify", at=FailureKind.VERIFIER_ERROR, role="resources server",
+            what="/verify", json=row, cookies=dict(episode.resources_cookies),
+        )
         return verified.content  # the verifier's JSON, passed through without a parse and re-dump
 
 
