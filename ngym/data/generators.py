@@ -99,3 +99,26 @@ def run_generator(config: DatasetConfig, output: Path | None = None) -> tuple[Pa
     finally:
         partial.unlink(missing_ok=True)
     return output, written
+
+
+def generator_cli(
+    generate: Any, doc: str | None, default_rows: int, argv: list[str] | None = None
+) -> int:
+    """The command line every ``generate.py`` offers besides ``ng_prepare_data``:
+    ``python generate.py --split validation --num-rows 500 --seed 2 --out rows.jsonl``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--split", default="train", choices=["train", "validation", "example"])
+    parser.add_argument("--num-rows", type=int, default=default_rows)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with args.out.open("wb") as f:
+        for row in generate(args.split, args.num_rows, args.seed):
+            f.write(orjson.dumps(row) + b"\n")
+            count += 1
+    print(f"wrote {count} {args.split} rows to {args.out}", file=sys.stderr)
+    return 0

@@ -10,13 +10,13 @@ or let ``ng_prepare_data`` run it from the config's dataset entry.
 
 from __future__ import annotations
 
-import argparse
+from ngym.data.generators import generator_cli
+
 import json
 import random
 import string
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 Args = list[Any]
@@ -251,17 +251,9 @@ def generate(split: str, num_rows: int, seed: int) -> Iterator[dict[str, Any]]:
         yield row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--num-rows", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
-    a = parser.parse_args()
-    with a.out.open("w") as f:
-        for row in generate(a.split, a.num_rows, a.seed):
-            f.write(json.dumps(row) + "\n")
+def main(argv: list[str] | None = None) -> int:
+    return generator_cli(generate, __doc__, 1000, argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

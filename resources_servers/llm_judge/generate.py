@@ -8,13 +8,11 @@ disjoint (a hash of the question picks the split).
 
 from __future__ import annotations
 
-import argparse
+from ngym.data.generators import generator_cli
+
 import hashlib
-import json
 import random
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 CAPITALS = {
@@ -132,18 +130,7 @@ def generate(split: str, num_rows: int, seed: int = 0) -> Iterator[dict[str, Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--split", default="train", choices=["train", "validation", "example"])
-    parser.add_argument("--num-rows", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w") as f:
-        for row in generate(args.split, args.num_rows, args.seed):
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(f"wrote {args.num_rows} {args.split} rows to {args.out}", file=sys.stderr)
-    return 0
+    return generator_cli(generate, __doc__, 2000, argv)
 
 
 if __name__ == "__main__":

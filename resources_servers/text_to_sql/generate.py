@@ -9,12 +9,11 @@ every question has a non-trivial answer. ``ordered`` is true only where the ques
 
 from __future__ import annotations
 
-import argparse
-import json
+from ngym.data.generators import generator_cli
+
 import random
 import sqlite3
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from resources_servers.text_to_sql.sql_core import DOMAINS, Domain, populate
@@ -154,17 +153,9 @@ def generate(split: str, num_rows: int, seed: int) -> Iterator[dict[str, Any]]:
         conn.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--num-rows", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, required=True)
-    a = parser.parse_args()
-    with a.out.open("w") as f:
-        for row in generate(a.split, a.num_rows, a.seed):
-            f.write(json.dumps(row) + "\n")
+def main(argv: list[str] | None = None) -> int:
+    return generator_cli(generate, __doc__, 1000, argv)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
