@@ -34,7 +34,7 @@ REFERENCE_ROW = {
                                         "Knight": "Sage", "Knave": "Fool"},
                  "difficulty": {"n_people": 2, "depth_constraint": 2, "width_constraint": 2}},
 }
-MIX = {"basic_arithmetic": {}, "leg_counting": {}, "word_sorting": {}, "knights_knaves": {}, "chain_sum": {},
+MIX: dict[str, dict[str, object]] = {"basic_arithmetic": {}, "leg_counting": {}, "word_sorting": {}, "knights_knaves": {}, "chain_sum": {},
        "letter_counting": {}, "number_sorting": {}, "spell_backward": {}}
 
 

@@ -124,7 +124,7 @@ async def test_tools(client: ServerClient) -> None:
 
 
 async def test_reference_rows(client: ServerClient) -> None:
-    body = await verify(client, REFERENCE_ROW, sql(REFERENCE_ROW["sql"]))
+    body = await verify(client, REFERENCE_ROW, sql(str(REFERENCE_ROW["sql"])))
     assert body["reward"] == 1.0 and body["ordered"] is True and len(body["checks"]) == 1
     other = ("SELECT name, n FROM (SELECT customer_id, COUNT(*) AS n FROM orders GROUP BY customer_id) "
              "JOIN customers USING (customer_id) WHERE n > 1 ORDER BY n DESC")
