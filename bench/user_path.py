@@ -39,9 +39,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from procfs import rss_bytes, tree  # bench/procfs.py, beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 CLK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 MODES = ("per_server", "colocate", "oneshot")
 MODEL_CONFIGS = {
     "openai_model": "responses_api_models/openai_model/configs/openai_model.yaml",
@@ -67,24 +68,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def tree(root: int) -> list[int]:
-    """``root`` and all its live descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
 def cpu_s(pid: int) -> float:
     """User + system seconds of one live process (itself, not its children)."""
     try:
@@ -92,16 +75,6 @@ def cpu_s(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / CLK
     except (OSError, IndexError, ValueError):
         return 0.0
-
-
-def rss(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
 
 
 def reap(proc: subprocess.Popen[str], timeout_s: float) -> float:
@@ -153,7 +126,7 @@ class Watched:
             try:
                 pids = tree(self.proc.pid)
                 self.pids.update(pids)
-                self.peak_rss = max(self.peak_rss, rss(pids))
+                self.peak_rss = max(self.peak_rss, rss_bytes(pids))
             except OSError:
                 pass
             time.sleep(0.1)
