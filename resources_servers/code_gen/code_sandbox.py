@@ -40,9 +40,10 @@ from pydantic import BaseModel, Field
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "sandbox_launcher.py"
 EXIT_NO_NAMESPACES = 97
-#: directories hidden from the program by default (where projects, data and home directories live);
-#: one that holds the interpreter is left visible
-DEFAULT_HIDDEN = ("/home", "/root", "/work", "/srv", "/mnt", "/media", "/opt", "/var", "/data")
+#: directories hidden from the program by default (where projects, data and home directories live,
+#: and this project's own checkout wherever it lies); one that holds the interpreter is left visible
+DEFAULT_HIDDEN = ("/home", "/root", "/work", "/srv", "/mnt", "/media", "/opt", "/var", "/data",
+                  str(HERE.parents[1]))
 Isolation = Literal["namespaces", "rlimits"]
 
 
