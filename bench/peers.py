@@ -77,13 +77,13 @@ def peer_run(args: argparse.Namespace, venvs: Path, peer: str, run: int, model_u
     load0 = os.getloadavg()[0]
     argv = [str(peer_python(venvs, peer)), str(PEER_DIR / PEERS[peer]["driver"]), "--base-url", model_url,
             "--rollouts", str(args.rollouts), "--concurrency", str(args.concurrency)]
-    watched = Watched(argv, PEER_DIR, env, work / f"peer-{peer}-{run}.log", ready=None)
+    watched = Watched(argv, PEER_DIR, env, work / f"peer-{peer}-{run}.log", ready="PEER_READY")
     spy = None
     profile = None
     if args.py_spy and run == 1:
         profile = Path(args.py_spy) / f"peer-{peer}.txt"
         profile.parent.mkdir(parents=True, exist_ok=True)
-        spy = start_py_spy_when_collecting(watched, profile, args.py_spy_seconds)
+        spy = start_py_spy_when_collecting(watched, profile, args.py_spy_seconds, model_url, stats0.get("calls", 0))
     wall, cpu = watched.finish(args.timeout_s)
     model_cpu = cpu_s(model_pid) - model_cpu0
     stats1 = model_stats(model_url)
@@ -104,7 +104,8 @@ def peer_run(args: argparse.Namespace, venvs: Path, peer: str, run: int, model_u
         "failures": result.get("failures"),
         "mean_reward": result.get("mean_reward"),
         "mean_reward_by_env": result.get("mean_reward_by_env"),
-        "ready_s": result.get("ready_s"),
+        "ready_s": round(watched.ready_s, 2) if watched.ready_s is not None else None,  # exec to PEER_READY
+        "ready_in_driver_s": result.get("ready_s"),  # from the driver's first line (no interpreter start)
         "e2e_s": round(wall, 2),
         "collect_s": result.get("collect_s"),
         "rollouts_per_s": round(n / wall, 1) if wall and n else None,
@@ -126,15 +127,18 @@ def peer_run(args: argparse.Namespace, venvs: Path, peer: str, run: int, model_u
     return record
 
 
-def start_py_spy_when_collecting(watched: Watched, out: Path, seconds: int) -> subprocess.Popen[str] | None:
-    """py-spy the driver (and its children: --subprocesses) once it has made its first model calls."""
+def start_py_spy_when_collecting(
+    watched: Watched, out: Path, seconds: int, model_url: str, calls0: int
+) -> subprocess.Popen[str] | None:
+    """py-spy the driver (and its children: --subprocesses) once the model has answered its first calls
+    (the collection, not the start-up)."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and watched.proc.poll() is None:
-        if any("PEER_RESULT" in line for line in watched.lines):
-            return None
-        if cpu_s(watched.proc.pid) > 0 and len(watched.pids) >= 1 and time.monotonic() - watched.t0 > 1:
+        if model_stats(model_url).get("calls", 0) > calls0 + 500:
             break
         time.sleep(0.2)
+    else:
+        return None
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(exe).exists():
         return None

@@ -128,7 +128,9 @@ class Report:
         self.failures = 0
 
     def ready(self) -> None:
+        """Built and about to collect: ``bench/peers.py`` times start-up from exec to this line."""
         self.t_ready = time.monotonic()
+        print("PEER_READY", flush=True)
 
     def done(self) -> None:
         self.t_done = time.monotonic()
