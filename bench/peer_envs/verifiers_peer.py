@@ -18,6 +18,7 @@ import json
 import logging
 import time
 from importlib.metadata import version
+from typing import Any
 
 from seed import (
     MULTI_STEP,
@@ -61,7 +62,7 @@ async def extract_synonym_values(synonym_values: list[int]) -> str:
     return json.dumps(_extract(synonym_values))
 
 
-def tool_calls(completion: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]
+def tool_calls(completion: list[Any]) -> list[tuple[str, str]]:
     out = []
     for message in completion:
         for call in getattr(message, "tool_calls", None) or []:
@@ -69,15 +70,15 @@ def tool_calls(completion: list) -> list[tuple[str, str]]:  # type: ignore[type-
     return out
 
 
-async def weather_reward(completion: list) -> float:  # type: ignore[type-arg]
+async def weather_reward(completion: list[Any]) -> float:
     return reward(WEATHER, tool_calls(completion), None)
 
 
-async def multi_step_reward(completion: list, info: dict) -> float:  # type: ignore[type-arg]
+async def multi_step_reward(completion: list[Any], info: dict[str, Any]) -> float:
     return reward(MULTI_STEP, tool_calls(completion), info["expected_synonym_values"])
 
 
-def build(n: int):  # type: ignore[no-untyped-def]
+def build(n: int) -> Any:
     import verifiers as vf
     from datasets import Dataset
 
