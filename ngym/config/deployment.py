@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ngym.config.instance import InstanceShapeError, ServerInstance, read_instance
 from ngym.config.paths import PARENT_DIR
-from ngym.config.schema import RESERVED_KEYS, SERVER_TYPES, HeadServerConfig, ServerConfig
+from ngym.config.schema import RESERVED_KEYS, SERVER_TYPES, HeadServerConfig, RayClusterConfig, ServerConfig
 from ngym.errors import AlmostServerError, ConfigError, PortError, ServerRefError, ServerTypeError
 
 KIND_NAMES = {
@@ -45,6 +45,10 @@ class ServerSpec:
     replica: int = 0
     #: every replica's port (``num_replicas`` > 1), [0] being ``port``; empty: one process
     replica_ports: list[int] = field(default_factory=list)
+    #: every replica's host when they differ (Ray placement), [0] being ``host``; empty: all on ``host``
+    replica_hosts: list[str] = field(default_factory=list)
+    #: ``placement`` of the config (Ray: resources and node constraints per replica), validated
+    placement: dict[str, Any] | None = None
 
     @property
     def kind(self) -> str:
@@ -59,7 +63,9 @@ class ServerSpec:
         """One spec per process serving this instance (itself alone unless ``num_replicas`` > 1)."""
         if len(self.replica_ports) <= 1:
             return [self]
-        return [dataclasses.replace(self, port=p, replica=i) for i, p in enumerate(self.replica_ports)]
+        hosts = self.replica_hosts or [self.host] * len(self.replica_ports)
+        return [dataclasses.replace(self, host=h, port=p, replica=i)
+                for i, (h, p) in enumerate(zip(hosts, self.replica_ports, strict=True))]
 
     @property
     def replica_urls(self) -> list[str]:
@@ -82,6 +88,8 @@ class Deployment:
     head: HeadServerConfig = field(default_factory=HeadServerConfig)
     #: instances hosted together in one process (``colocate:`` in the config), in config order
     colocated: list[str] = field(default_factory=list)
+    #: the servers run on a Ray cluster (``ray: true`` / ``ray_head_node_address``); None: on this machine
+    ray: RayClusterConfig | None = None
 
     def of_type(self, server_type: str) -> list[ServerSpec]:
         return [s for s in self.servers.values() if s.type == server_type]
@@ -184,6 +192,21 @@ def _check_refs(found: dict[str, ServerInstance], sources: dict[str, str]) -> No
             )
 
 
+def ray_cluster_config(cfg: DictConfig) -> RayClusterConfig | None:
+    """The config's ``ray`` / ``ray_head_node_address``, validated; None unless servers go on Ray."""
+    values = {k: _plain(cfg.get(k)) for k in ("ray", "ray_head_node_address") if cfg.get(k) is not None}
+    try:
+        ray = RayClusterConfig.model_validate(values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{key}={first.get('input')!r}: {first['msg']}. Examples: +ray=true (a local Ray cluster), "
+            f"+ray_head_node_address=auto (the cluster running on this machine), +ray_head_node_address=10.0.0.5:6379."
+        ) from None
+    return ray if ray.wanted else None
+
+
 def head_server_config(cfg: DictConfig, default_host: str = "127.0.0.1") -> HeadServerConfig:
     """``head_server`` of the config, validated (a bad or out-of-range port is a :class:`PortError`)."""
     given = cfg.get("head_server")
@@ -260,7 +283,7 @@ def build_deployment(
         head.port = pick_free_port(head.host, low, high, set())
     cfg.head_server = {"host": head.host, "port": head.port}
     taken: dict[int, str] = {head.port: "head_server"}
-    deployment = Deployment(config=cfg, head=head)
+    deployment = Deployment(config=cfg, head=head, ray=ray_cluster_config(cfg))
     for name, instance in found.items():
         server_type, impl = instance.server_type, instance.impl
         node = cfg[name][server_type][impl]
@@ -279,6 +302,14 @@ def build_deployment(
         node.host = host
         node.port = port
         replica_ports = _replica_ports(name, node, port, host, taken, low, high, assign_ports)
+        replica_hosts = [str(h) for h in (node.get("replica_hosts") or [])]
+        if replica_hosts and (len(replica_hosts) != max(1, len(replica_ports)) or replica_hosts[0] != host):
+            raise ConfigError(
+                f"{name}: replica_hosts {replica_hosts} does not match num_replicas={max(1, len(replica_ports))} and "
+                f"host={host!r} (it lists every replica's host, the first being host; ng_run fills it in on Ray). "
+                f"Remove replica_hosts."
+            )
+        placement = _plain(node.get("placement"))
         entrypoint = instance.entrypoint
         deployment.servers[name] = ServerSpec(
             name=name,
@@ -290,6 +321,8 @@ def build_deployment(
             dir=_server_dir(server_type, impl, entrypoint),
             source=sources.get(name),
             replica_ports=replica_ports,
+            replica_hosts=replica_hosts if len(replica_ports) > 1 else [],
+            placement=placement if isinstance(placement, dict) else None,
         )
     cfg.disallowed_ports = sorted(taken)
     deployment.colocated = _colocated(cfg.get("colocate"), list(deployment.servers))
@@ -347,10 +380,12 @@ def _colocated(value: Any, names: list[str]) -> list[str]:
     return [n for n in names if n in value]
 
 
-def check_ports_free(deployment: Deployment) -> None:
-    """Fail before anything starts if a port the deployment needs is out of range or already taken."""
+def check_ports_free(deployment: Deployment, servers: bool = True) -> None:
+    """Fail before anything starts if a port the deployment needs is out of range or already taken
+    (``servers=False``: the head server's only, the servers run on other machines)."""
     wanted = [("head_server", deployment.head.host, deployment.head.port)]
-    wanted += [(r.key, r.host, r.port) for s in deployment.servers.values() for r in s.replicas()]
+    if servers:
+        wanted += [(r.key, r.host, r.port) for s in deployment.servers.values() for r in s.replicas()]
     for name, host, port in wanted:
         check_port(name, port)
         if not _port_is_free(host, port):
