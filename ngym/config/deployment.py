@@ -49,6 +49,8 @@ class ServerSpec:
     replica_hosts: list[str] = field(default_factory=list)
     #: ``placement`` of the config (Ray: resources and node constraints per replica), validated
     placement: dict[str, Any] | None = None
+    #: the config sets ``port`` (else ng_run picked it; on Ray each node picks its own)
+    port_pinned: bool = False
 
     @property
     def kind(self) -> str:
@@ -289,6 +291,7 @@ def build_deployment(
         node = cfg[name][server_type][impl]
         host = str(node.get("host") or default_host)
         port = int(node.get("port") or 0)
+        pinned = port != 0
         check_port(name, port)
         if port:
             if port in taken:
@@ -323,6 +326,7 @@ def build_deployment(
             replica_ports=replica_ports,
             replica_hosts=replica_hosts if len(replica_ports) > 1 else [],
             placement=placement if isinstance(placement, dict) else None,
+            port_pinned=pinned,
         )
     cfg.disallowed_ports = sorted(taken)
     deployment.colocated = _colocated(cfg.get("colocate"), list(deployment.servers))

@@ -500,6 +500,8 @@ class Launcher:
                     "port": spec.port,
                     "url": spec.url,
                     "node": handle.node if handle else None,
+                    "node_id": getattr(handle, "node_id", None),
+                    "supervisor_pid": getattr(handle, "supervisor_pid", None),
                     "pid": handle.pid if handle else None,
                     "status": "running" if alive else "exited",
                     "restarts": self.restarts.get(key, 0),

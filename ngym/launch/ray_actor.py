@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import collections
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -40,6 +39,16 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+def free_port(host: str) -> int:
+    """A port free on ``host`` (and on every address of this node), picked by the kernel."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port_is_free("0.0.0.0", port):
+            return port
+
+
 class ServerSupervisor:
     """One server process on this node (see the module's docstring). Methods run in threads
     (a threaded actor): :meth:`wait` and :meth:`logs` block while the others answer."""
@@ -52,17 +61,23 @@ class ServerSupervisor:
         self.eof = True  # the server's output was read to its end (it exited)
         self.ip = ""
 
-    def where(self, ports: list[int], low: int, high: int) -> dict[str, Any]:
-        """This node's address, and a port free here for each of ``ports`` (kept when free)."""
+    def where(self, wanted: list[int | None], pinned: list[bool]) -> dict[str, Any]:
+        """This node's address, and a port here for each of ``wanted``: a pinned one (the config
+        sets ``port``) must be free; another is kept when free, else (and for None) the kernel
+        picks a free one (outside Ray's own worker port range, 10002-19999 by default)."""
         import ray
 
         self.ip = ray.util.get_node_ip_address()
         chosen: list[int] = []
-        rng = random.SystemRandom()
-        for port in ports:
-            while not (port and port not in chosen and port_is_free(self.ip, port) and port_is_free("0.0.0.0", port)):
-                port = rng.randint(low, high)
-            chosen.append(port)
+        for port, must in zip(wanted, pinned, strict=True):
+            if port and port not in chosen and port_is_free(self.ip, port) and port_is_free("0.0.0.0", port):
+                chosen.append(port)
+            elif must:
+                raise RuntimeError(
+                    f"port {port} (set by the config) is taken on node {self.ip}; remove 'port' to have one picked"
+                )
+            else:
+                chosen.append(free_port(self.ip))
         return {
             "ip": self.ip,
             "node_id": ray.get_runtime_context().get_node_id(),

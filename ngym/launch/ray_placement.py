@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import importlib
 import os
 import signal
 import sys
@@ -77,9 +78,7 @@ def _token_auth_mode() -> None:
     if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
         with contextlib.suppress(ImportError, AttributeError):  # Ray reads its settings at import: again
-            from ray._raylet import Config
-
-            Config.initialize("")
+            importlib.import_module("ray._raylet").Config.initialize("")
 
 
 def _merged(specs: list[ServerSpec]) -> RayPlacementConfig:
@@ -111,7 +110,7 @@ class RayHandle:
 
     def __init__(
         self, spec: ServerSpec, actor: Any, pid: int, first_line: int, node: str, out: IO[str],
-        secrets: frozenset[str], label: str,
+        secrets: frozenset[str], label: str, node_id: str = "", supervisor_pid: int | None = None,
     ) -> None:
         import ray
 
@@ -120,6 +119,10 @@ class RayHandle:
         self.actor = actor
         self._pid = pid
         self._node = node
+        #: Ray's id of the node (several nodes may share an address: ray.cluster_utils on one machine)
+        self.node_id = node_id
+        #: the pid of the actor's process on its node (the server's parent)
+        self.supervisor_pid = supervisor_pid
         self.started_at = time.time()
         self.out = out
         self.secrets = secrets
@@ -235,8 +238,6 @@ class RayPlacement:
         self.gcs_address = str(ray.get_runtime_context().gcs_address)
         deployment.config.ray_head_node_address = self.gcs_address  # servers' own ray.init() joins it
         self.deployment = deployment
-        cfg = deployment.config
-        self.port_range = (int(cfg.get("port_range_low", 10001)), int(cfg.get("port_range_high", 20000)))
         #: the actor of each unit key (``hosted`` for the co-located group), where it landed, its bind address
         self.actors: dict[str, Any] = {}
         self.nodes: dict[str, dict[str, Any]] = {}
@@ -284,8 +285,7 @@ class RayPlacement:
         self._specs = groups
         self.units = units
         self.actors = {key: self._actor(specs) for key, specs in groups.items()}
-        low, high = self.port_range
-        asked = {self.actors[k].where.remote([s.port for s in specs], low, high): k for k, specs in groups.items()}
+        asked = {self.actors[k].where.remote(*self._ports(specs)): k for k, specs in groups.items()}
         ready, pending = self._ray.wait(list(asked), num_returns=len(asked), timeout=timeout_s)
         if pending:
             raise DeploymentError(self._unplaceable([asked[r] for r in pending], timeout_s))
@@ -300,6 +300,12 @@ class RayPlacement:
         for key, answer in sorted(self.nodes.items()):
             print(f"ngym: {key} -> node {answer['ip']} ({answer['hostname']}, node id {answer['node_id'][:12]}), "
                   f"port(s) {', '.join(map(str, answer['ports']))}", file=self.out, flush=True)
+
+    @staticmethod
+    def _ports(specs: list[ServerSpec]) -> tuple[list[int | None], list[bool]]:
+        """What each process's port must be: the config's (pinned; replica 0 only) or any."""
+        pinned = [s.port_pinned and s.replica == 0 for s in specs]
+        return [s.port if p else None for s, p in zip(specs, pinned, strict=True)], pinned
 
     def _unplaceable(self, keys: list[str], timeout_s: float) -> str:
         nodes = []
@@ -375,8 +381,8 @@ class RayPlacement:
         with contextlib.suppress(Exception):
             self._ray.kill(self.actors[key], no_restart=True)
         self.actors[key] = self._actor(specs, prefer_node=old.get("node_id"))
-        low, high = self.port_range
-        answer = self._ray.get(self.actors[key].where.remote([s.port for s in specs], low, high), timeout=CALL_TIMEOUT_S)
+        answer = self._ray.get(self.actors[key].where.remote([s.port for s in specs], [False] * len(specs)),
+                               timeout=CALL_TIMEOUT_S)
         self._landed(key, specs, answer)
         self._write_config()
         print(f"ngym: {key!r} now runs on node {answer['ip']}, port(s) {', '.join(map(str, answer['ports']))}.",
@@ -385,13 +391,15 @@ class RayPlacement:
     def start(self, spec: ServerSpec, env: dict[str, str]) -> Handle:
         argv, cwd, full = server_command(spec, env)
         actor, pid, first = self._start(spec.key, argv, cwd, full, True)
-        return RayHandle(spec, actor, pid, first, spec.host, self.out, self.secrets, spec.key)
+        return RayHandle(spec, actor, pid, first, spec.host, self.out, self.secrets, spec.key,
+                         self.nodes[spec.key]["node_id"], self.nodes[spec.key]["actor_pid"])
 
     def start_group(self, specs: list[ServerSpec], env: dict[str, str]) -> dict[str, Handle]:
         argv, cwd, full = group_command(specs, env)
         actor, pid, first = self._start("hosted", argv, cwd, full, False)
         label = f"hosted: {','.join(s.name for s in specs)}"
-        host = RayHandle(specs[0], actor, pid, first, specs[0].host, self.out, self.secrets, label)
+        host = RayHandle(specs[0], actor, pid, first, specs[0].host, self.out, self.secrets, label,
+                         self.nodes["hosted"]["node_id"], self.nodes["hosted"]["actor_pid"])
         return {spec.name: SharedHandle(spec, host) for spec in specs}
 
     # ---- stopping ----------------------------------------------------------------------------
