@@ -7,6 +7,7 @@ A server instance is a top-level key (not reserved) shaped ``name: {type: {impl:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import difflib
 import random
 import socket
@@ -284,7 +285,7 @@ def build_deployment(
     if head.port == 0 and assign_ports:
         head.port = pick_free_port(head.host, low, high, set())
     cfg.head_server = {"host": head.host, "port": head.port}
-    taken: dict[int, str] = {head.port: "head_server"}
+    taken: Taken = {(_machine(head.host), head.port): "head_server"}
     deployment = Deployment(config=cfg, head=head, ray=ray_cluster_config(cfg))
     for name, instance in found.items():
         server_type, impl = instance.server_type, instance.impl
@@ -294,24 +295,25 @@ def build_deployment(
         pinned = port != 0
         check_port(name, port)
         if port:
-            if port in taken:
+            if (_machine(host), port) in taken:
                 raise PortError(
-                    f"Port {port} is set for both {taken[port]!r} and {name!r}{_where(name, sources)}. "
+                    f"Port {port} is set for both {taken[_machine(host), port]!r} and {name!r}{_where(name, sources)}. "
                     f"Give each instance its own port, or remove 'port' to have one assigned."
                 )
         elif assign_ports:
-            port = pick_free_port(host, low, high, set(taken))
-        taken[port] = name
+            port = pick_free_port(host, low, high, {p for _, p in taken})
+        taken[_machine(host), port] = name
         node.host = host
         node.port = port
-        replica_ports = _replica_ports(name, node, port, host, taken, low, high, assign_ports)
+        count = int(node.get("num_replicas") or 1)  # checked >= 1 by ServerConfig
         replica_hosts = [str(h) for h in (node.get("replica_hosts") or [])]
-        if replica_hosts and (len(replica_hosts) != max(1, len(replica_ports)) or replica_hosts[0] != host):
+        if replica_hosts and (len(replica_hosts) != count or replica_hosts[0] != host):
             raise ConfigError(
-                f"{name}: replica_hosts {replica_hosts} does not match num_replicas={max(1, len(replica_ports))} and "
+                f"{name}: replica_hosts {replica_hosts} does not match num_replicas={count} and "
                 f"host={host!r} (it lists every replica's host, the first being host; ng_run fills it in on Ray). "
                 f"Remove replica_hosts."
             )
+        replica_ports = _replica_ports(name, node, port, replica_hosts or [host] * count, taken, low, high, assign_ports)
         placement = _plain(node.get("placement"))
         entrypoint = instance.entrypoint
         deployment.servers[name] = ServerSpec(
@@ -328,7 +330,7 @@ def build_deployment(
             placement=placement if isinstance(placement, dict) else None,
             port_pinned=pinned,
         )
-    cfg.disallowed_ports = sorted(taken)
+    cfg.disallowed_ports = sorted({p for _, p in taken})
     deployment.colocated = _colocated(cfg.get("colocate"), list(deployment.servers))
     replicated = [n for n in deployment.colocated if len(deployment.servers[n].replica_ports) > 1]
     if replicated:
@@ -339,12 +341,28 @@ def build_deployment(
     return deployment
 
 
+#: the ports in use, by machine (see :func:`_machine`) and port: what holds each
+Taken = dict[tuple[str, int], str]
+
+
+def _machine(host: str) -> str:
+    """Which machine an address is on, for port clashes: this one for loopback and any-address
+    binds, else the address itself (Ray places servers on other nodes, where a port may repeat)."""
+    if host in ("", "0.0.0.0", "::", "localhost"):
+        return "local"
+    try:
+        return "local" if ipaddress.ip_address(host.strip("[]")).is_loopback else host
+    except ValueError:
+        return host
+
+
 def _replica_ports(
-    name: str, node: Any, port: int, host: str, taken: dict[int, str], low: int, high: int, assign: bool
+    name: str, node: Any, port: int, hosts: list[str], taken: Taken, low: int, high: int, assign: bool
 ) -> list[int]:
     """Every replica's port ([0] is ``port``), written back to the config as ``replica_ports`` so
-    every process of the deployment (and its clients) knows them; [] for one process."""
-    count = int(node.get("num_replicas") or 1)  # checked >= 1 by ServerConfig
+    every process of the deployment (and its clients) knows them; [] for one process. ``hosts``:
+    each replica's host."""
+    count = len(hosts)
     if count == 1:
         return []
     given = [int(p) for p in (node.get("replica_ports") or [])]
@@ -355,11 +373,12 @@ def _replica_ports(
         )
     ports = given or [port]
     for i in range(len(ports), count):
-        ports.append(pick_free_port(host, low, high, set(taken)) if assign else 0)
+        ports.append(pick_free_port(hosts[i], low, high, {p for _, p in taken}) if assign else 0)
     for i, p in enumerate(ports[1:], start=1):
-        if p and taken.get(p, f"{name}#{i}") != f"{name}#{i}":
-            raise PortError(f"Port {p} for replica {i} of {name!r} is also set for {taken[p]!r}. Give each its own port.")
-        taken[p] = f"{name}#{i}"
+        where = (_machine(hosts[i]), p)
+        if p and taken.get(where, f"{name}#{i}") != f"{name}#{i}":
+            raise PortError(f"Port {p} for replica {i} of {name!r} is also set for {taken[where]!r}. Give each its own port.")
+        taken[where] = f"{name}#{i}"
     node.replica_ports = ports
     return ports
 
