@@ -306,6 +306,8 @@ class Launcher:
         self.max_restarts = max_restarts
         self.restart_backoff_s = restart_backoff_s
         self.restarts: dict[str, int] = {}
+        #: how each server that died last ended (``/server_instances``' ``last_exit``, shown by ng_status)
+        self.last_exits: dict[str, dict[str, Any]] = {}
         self._env: dict[str, str] = {}
         self.startup_timeout_s = startup_timeout_s
         #: every process to run, by key (``name``, or ``name#<i>`` for replicas after the first)
@@ -455,6 +457,8 @@ class Launcher:
         name, handle, code = died
         done = self.restarts.get(name, 0)
         message = self._death(name, handle, code)
+        self.last_exits[name] = {"code": code, "at": time.time(), "node": handle.node, "pid": handle.pid,
+                                 "log_tail": handle.log_tail()[-15:]}
         if done >= self.max_restarts or isinstance(handle, InThisProcess):
             more = f" It was restarted {done} time(s) (+max_restarts={self.max_restarts})." if self.max_restarts else ""
             raise DeploymentError(message + more)
@@ -505,6 +509,7 @@ class Launcher:
                     "pid": handle.pid if handle else None,
                     "status": "running" if alive else "exited",
                     "restarts": self.restarts.get(key, 0),
+                    "last_exit": self.last_exits.get(key),
                     "start_time": handle.started_at if handle else None,
                     "uptime_seconds": now - handle.started_at if handle else 0.0,
                 }

@@ -289,12 +289,20 @@ class RayPlacement:
         ready, pending = self._ray.wait(list(asked), num_returns=len(asked), timeout=timeout_s)
         if pending:
             raise DeploymentError(self._unplaceable([asked[r] for r in pending], timeout_s))
-        for ref in ready:
+        used: set[tuple[str, int]] = set()
+        for ref in sorted(ready, key=lambda r: asked[r]):
             key = asked[ref]
             try:
                 answer = self._ray.get(ref)
+                # two actors on one node may have been handed the same free port at once: ask again
+                for _ in range(5):
+                    if not used & {(answer["ip"], p) for p in answer["ports"]}:
+                        break
+                    wanted, pinned = self._ports(groups[key])
+                    answer = self._ray.get(self.actors[key].where.remote(wanted, pinned), timeout=CALL_TIMEOUT_S)
             except Exception as e:
                 raise DeploymentError(f"Ray could not start the actor for {key!r}: {type(e).__name__}: {e}") from None
+            used.update((answer["ip"], p) for p in answer["ports"])
             self._landed(key, groups[key], answer)
         self._write_config()
         for key, answer in sorted(self.nodes.items()):

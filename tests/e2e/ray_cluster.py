@@ -63,7 +63,7 @@ class Cluster:
         for pgid in reversed(self.groups):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 3  # zombies of a dead node keep its group until reaped
         while time.monotonic() < deadline and any(_group_alive(g) for g in self.groups):
             time.sleep(0.2)
         for pgid in self.groups:

@@ -264,6 +264,37 @@ def test_kill_9_of_a_replica_on_a_worker_node_mid_collection(cluster: Cluster, w
     again = next(r for r in by_name(deployment.instances())[COUNTER] if r["replica"] == victim["replica"])
     assert again["status"] == "running" and again["restarts"] == 1 and again["pid"] != victim["pid"]
     assert (again["url"], again["node_id"], again["supervisor_pid"]) == (victim["url"], victim["node_id"], victim["supervisor_pid"])
+    # ng_status says it too: which replica, when, where, its last lines
+    status = subprocess.run(["ng_status", f"+head_server.port={deployment.head.rsplit(':', 1)[1]}"], cwd=workdir,
+                            env=command_env(), capture_output=True, text=True, timeout=60)
+    line = next(i for i, t in enumerate(status.stdout.splitlines()) if f"{key} " in t)
+    after = status.stdout.splitlines()[line + 1]
+    assert f"restarted 1 time(s); the last exit: code -9 on node {victim['node']} (pid {victim['pid']})" in after, status.stdout
+
+
+def test_a_replica_whose_ray_actor_died_is_placed_again_and_rejoins(cluster: Cluster, workdir: Path, deployment: Deployment) -> None:
+    """``kill -9`` of the actor that runs a replica (what its node's death does to it): the server
+    dies with it, a new actor is placed (on the same node: its labels allow only that one) and the
+    replica answers again at its address; the seed scenario then runs through it."""
+    victim = by_name(deployment.instances())[SINGLE][1]
+    os.kill(victim["supervisor_pid"], signal.SIGKILL)
+    key = f"{SINGLE}#1"
+    deadline = time.monotonic() + 120
+    while f"{key!r} restarted and answering" not in deployment.output and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert f"Server {key!r} (replica 1 of 2 of {SINGLE!r}" in deployment.output
+    assert f"on node {victim['node']}" in deployment.output and "the Ray actor running this server" in deployment.output
+    assert f"the Ray actor of {key!r} on node {victim['node']} is gone" in deployment.output
+    assert f"{key!r} restarted and answering" in deployment.output
+    again = by_name(deployment.instances())[SINGLE][1]
+    assert again["status"] == "running" and again["supervisor_pid"] != victim["supervisor_pid"]
+    assert again["node_id"] == victim["node_id"] and again["pid"] != victim["pid"]
+    assert not alive(victim["pid"])  # the server died with its actor
+    if again["url"] == victim["url"]:  # its port was still free there: the same address
+        proc = collect(workdir, deployment.head, "results/seed.jsonl", "results/seed_again.jsonl", "+num_repeats=2")
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stdout + stderr
+        assert all(o["reward"] == 1.0 for o in read_jsonl(workdir / "results/seed_again.jsonl"))
 
 
 def test_ctrl_c_leaves_no_server_and_no_actor_on_any_node(cluster: Cluster, deployment: Deployment) -> None:
