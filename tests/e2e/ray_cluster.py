@@ -108,7 +108,9 @@ def _head_args(ip: str, port: int) -> list[str]:
 
 
 def netns_possible() -> bool:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
+    """Whether this process can make network namespaces (root, ``ip``); NGYM_RAY_TEST_NETNS=0 forces
+    the fallback (to test it)."""
+    if os.environ.get("NGYM_RAY_TEST_NETNS") == "0" or os.geteuid() != 0 or shutil.which("ip") is None:
         return False
     probe = f"ngymprobe{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode == 0
@@ -172,7 +174,10 @@ def local_cluster(logs: Path) -> Iterator[Cluster]:
     """The fallback: ``ray.cluster_utils.Cluster``, every node on this machine's one address
     (nodes told apart by Ray's node id; the custom resources and labels are the same)."""
     os.environ.update({k: v for k, v in ray_env().items() if k.startswith("RAY_")})
+    import ray._raylet
     from ray.cluster_utils import Cluster as RayTestCluster
+
+    ray._raylet.Config.initialize("")  # Ray read RAY_AUTH_MODE when it was imported: read it again
 
     made = RayTestCluster(initialize_head=True, head_node_args={
         "num_cpus": 2, "num_gpus": 0, "resources": {"head": 100.0}, "include_dashboard": False})
