@@ -379,18 +379,35 @@ class RayPlacement:
                 self._replace(key, e)
         raise AssertionError("unreachable")
 
-    def _replace(self, key: str, why: Exception) -> None:
-        """A new actor for ``key`` (its old one, or its node, is gone), preferably on the same node;
-        the new address goes into the config the head server serves."""
+    def _alive_nodes(self) -> set[str]:
+        with contextlib.suppress(Exception):
+            return {str(n["NodeID"]) for n in self._ray.nodes() if n.get("Alive")}
+        return set()
+
+    def _replace(self, key: str, why: Exception, tries: int = 4) -> None:
+        """A new actor for ``key`` (its old one, or its node, is gone), on the same node while that
+        one is alive; the new address goes into the config the head server serves. A node that died
+        may still count as alive for a few seconds (Ray's health checks): an actor placed there dies
+        too, and the next try goes elsewhere."""
         specs = self._specs[key]
         old = self.nodes.get(key, {})
         print(f"ngym: the Ray actor of {key!r} on node {old.get('ip')} is gone ({type(why).__name__}); placing it again.",
               file=self.out, flush=True)
-        with contextlib.suppress(Exception):
-            self._ray.kill(self.actors[key], no_restart=True)
-        self.actors[key] = self._actor(specs, prefer_node=old.get("node_id"))
-        answer = self._ray.get(self.actors[key].where.remote([s.port for s in specs], [False] * len(specs)),
-                               timeout=CALL_TIMEOUT_S)
+        for attempt in range(1, tries + 1):
+            with contextlib.suppress(Exception):
+                self._ray.kill(self.actors[key], no_restart=True)
+            same = attempt == 1 and old.get("node_id") in self._alive_nodes()
+            self.actors[key] = self._actor(specs, prefer_node=old.get("node_id") if same else None)
+            try:
+                answer = self._ray.get(self.actors[key].where.remote([s.port for s in specs], [False] * len(specs)),
+                                       timeout=CALL_TIMEOUT_S)
+                break
+            except Exception as e:
+                if attempt == tries:
+                    raise
+                print(f"ngym: placing {key!r} again failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                      f"trying again ({attempt + 1} of {tries}).", file=self.out, flush=True)
+                time.sleep(min(10.0, 2.0 * attempt))
         self._landed(key, specs, answer)
         self._write_config()
         print(f"ngym: {key!r} now runs on node {answer['ip']}, port(s) {', '.join(map(str, answer['ports']))}.",

@@ -374,3 +374,73 @@ def test_a_trainer_that_runs_ray_hands_its_cluster_over(cluster: Cluster, workdi
     results = [line.split() for line in done.stdout.splitlines() if line.startswith("example_single_tool_call_simple_agent")]
     assert len(results) == 5 and all(float(r[1]) == 1.0 for r in results), done.stdout
     assert "uses this process's Ray cluster" in done.stderr
+
+
+def test_a_node_that_dies_mid_collection_loses_no_rollout(cluster: Cluster, workdir: Path) -> None:
+    """Last (it kills a node of the module's cluster): 3 replicas of the stateful counter spread
+    over the nodes; the worker node holding one dies (every process of its ``ray start``, SIGKILL)
+    during a collection. Episodes on it end as ``replica_lost`` and run again on the others; the
+    launcher places the replica again on a live node, with its new address in the head's config."""
+    if not cluster.netns:
+        pytest.skip("the ray.cluster_utils fallback has no node process group to kill")
+    (workdir / "counter3.yaml").write_text(
+        "policy_model:\n  responses_api_models:\n    scripted_model:\n      placement: {resources: {head: 1}}\n"
+        "example_session_state_mgmt_simple_agent:\n  responses_api_agents:\n    simple_agent:\n"
+        "      placement: {resources: {head: 1}}\n"
+        f"{COUNTER}:\n  resources_servers:\n    example_session_state_mgmt:\n      num_replicas: 3\n"
+    )
+    port = free_port()
+    configs = ("responses_api_models/scripted_model/configs/scripted_model.yaml,"
+               "resources_servers/example_session_state_mgmt/configs/example_session_state_mgmt.yaml,counter3.yaml")
+    proc = subprocess.Popen(
+        ["ng_run", f"+config_paths=[{configs}]", f"+ray_head_node_address={cluster.head}", f"+head_server.port={port}",
+         "++policy_model.responses_api_models.scripted_model.delay_s=0.02"],
+        cwd=workdir, env={**command_env(), **ray_env()}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )
+    run = Deployment(proc, f"http://127.0.0.1:{port}")
+    import threading
+
+    threading.Thread(target=lambda: run.lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
+    try:
+        deadline = time.monotonic() + 180
+        while "servers ready" not in run.output:
+            assert proc.poll() is None and time.monotonic() < deadline, run.output
+            time.sleep(0.2)
+        replicas = by_name(run.instances())[COUNTER]
+        on_workers = [r for r in replicas if r["node"] != cluster.nodes["head"]]
+        assert on_workers, replicas  # SPREAD put at least one on a worker node
+        victim = on_workers[-1]
+        node = next(n for n, ip in cluster.nodes.items() if ip == victim["node"])
+        group = cluster.groups[list(cluster.nodes).index(node)]
+        counter_input(workdir)
+        collector = collect(workdir, run.head, "results/counter.jsonl", "results/node_out.jsonl",
+                            "+num_repeats=60", "+num_samples_in_parallel=48")
+        out = workdir / "results/node_out.jsonl"
+        deadline = time.monotonic() + 180
+        while (not out.exists() or out.read_text().count("\n") < 20) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(group, signal.SIGKILL)  # the node dies: its raylet, its workers, the servers under them
+        assert out.read_text().count("\n") < 300, "the node must die mid-collection"
+        stdout, stderr = collector.communicate(timeout=600)
+        assert collector.returncode == 0, stdout + stderr
+        rows = read_jsonl(out)
+        assert sorted((r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows) == [(t, r) for t in range(5) for r in range(60)]
+        assert all(r["reward"] == 1.0 for r in rows)
+        key = COUNTER if victim["replica"] == 0 else f"{COUNTER}#{victim['replica']}"
+        deadline = time.monotonic() + 180
+        while f"{key!r} restarted and answering" not in run.output and time.monotonic() < deadline:
+            assert proc.poll() is None, run.output
+            time.sleep(0.5)
+        assert f"on node {victim['node']}, pid {victim['pid']}" in run.output and f"the Ray actor of {key!r}" in run.output
+        moved = next(r for r in by_name(run.instances())[COUNTER] if r["replica"] == victim["replica"])
+        assert moved["status"] == "running" and moved["node"] != victim["node"] and moved["url"] != victim["url"]
+        config = httpx.get(run.head + "/global_config_dict_yaml", timeout=10).text
+        assert moved["node"] in config and str(moved["url"].rsplit(":", 1)[1]) in config
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
