@@ -182,3 +182,24 @@ def test_starting_a_deployment_without_the_ray_keys_never_imports_ray() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "no ray" in done.stdout, done.stdout + done.stderr
+
+
+def test_without_ray_installed_a_ray_config_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ngym.launch.ray_placement import RayPlacement
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without the extra sees
+    cfg = config()
+    cfg.ray = True
+    with pytest.raises(DeploymentError, match=r"Ray is not installed .* pip install -e '\.\[ray\]'"):
+        RayPlacement(build_deployment(cfg))
+
+
+def test_a_colocated_group_asks_for_the_sum_of_its_members() -> None:
+    from ngym.launch.ray_placement import _merged
+
+    cfg = config(placement={"num_cpus": 1, "resources": {"sandbox": 1}, "node_labels": {"zone": "a"}})
+    cfg.other = {"resources_servers": {"example_single_tool_call": {
+        "entrypoint": "app.py", "domain": "agent", "placement": {"num_cpus": 2, "num_gpus": 1, "resources": {"sandbox": 2}}}}}
+    specs = list(build_deployment(cfg).servers.values())
+    merged = _merged(specs)
+    assert (merged.num_cpus, merged.num_gpus, merged.resources, merged.node_labels) == (3, 1, {"sandbox": 3}, {"zone": "a"})

@@ -207,7 +207,14 @@ class RayPlacement:
     servers_here = False
 
     def __init__(self, deployment: Deployment, out: IO[str] | None = None) -> None:
-        import ray
+        try:
+            import ray
+        except ImportError as e:
+            raise DeploymentError(
+                f"The config places the servers on Ray (ray / ray_head_node_address), but Ray is not installed "
+                f"({e}). Install the extra: pip install -e '.[ray]' (or NGYM_RAY=1 bash scripts/setup.sh), the same "
+                f"Ray version as the cluster's; or remove ray and ray_head_node_address to run the servers here."
+            ) from None
 
         self._ray = ray
         self.out = out or sys.stdout
