@@ -69,7 +69,7 @@ def _own_signal_handlers() -> Iterator[None]:
 
 
 def _token_auth_mode() -> None:
-    """Ray >= 2.52 clusters started by ``ray start``/``ray.init`` require its auth token; a client
+    """Ray clusters started with ``RAY_AUTH_MODE=token`` (what ``ray.init`` does by default) require their auth token; a client
     that has the token (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``) but no
     ``RAY_AUTH_MODE`` does not send it. Send it when it is there and nothing else was asked."""
     if "RAY_AUTH_MODE" in os.environ:
@@ -240,7 +240,8 @@ class RayPlacement:
                     hint = (" `auto` joins the cluster running on this machine (started with `ray start --head`);"
                             " a remote one is <head address>:<port> (6379 by default), reachable from here, with the"
                             " cluster's auth token in ~/.ray/auth_token or RAY_AUTH_TOKEN.") if address else ""
-                    raise DeploymentError(f"ray_head_node_address: could not {what}: {type(e).__name__}: {e}.{hint}") from None
+                    key = "ray_head_node_address" if address else "ray"
+                    raise DeploymentError(f"{key}: could not {what}: {type(e).__name__}: {e}.{hint}") from None
             self.connected_here = True
         self.gcs_address = str(ray.get_runtime_context().gcs_address)
         deployment.config.ray_head_node_address = self.gcs_address  # servers' own ray.init() joins it

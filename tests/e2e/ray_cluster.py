@@ -41,7 +41,7 @@ WORKERS: dict[str, tuple[dict[str, float], dict[str, str], int]] = {
 def ray_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["RAY_AUTH_MODE"] = "token"  # Ray >= 2.52: every node and client sends the cluster's token
+    env["RAY_AUTH_MODE"] = "token"  # every node and client sends the cluster's token (~/.ray/auth_token)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     for key in ("RAY_ADDRESS", "NEMO_GYM_CONFIG_DICT"):
         env.pop(key, None)
@@ -129,7 +129,14 @@ def _sh(*args: str) -> None:
 Starter = Callable[[Cluster, int, Path, dict[str, str]], list[int]]
 
 
+def make_token() -> None:
+    """The cluster's auth token in ~/.ray/auth_token, made if missing (as docs/scale-out.md does)."""
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=ray_env(), stdout=subprocess.DEVNULL,
+                   check=True, timeout=120)
+
+
 def start_nodes(cluster: Cluster, port: int, logs: Path, namespaces: dict[str, str]) -> list[int]:
+    make_token()
     groups = [_ray_start(_head_args(cluster.nodes["head"], port), None, logs / "head.log")]
     for name in WORKERS:
         groups.append(_ray_start(_worker_args(name, cluster.head, cluster.nodes[name]), namespaces[name], logs / f"{name}.log"))
@@ -174,6 +181,7 @@ def local_cluster(logs: Path) -> Iterator[Cluster]:
     """The fallback: ``ray.cluster_utils.Cluster``, every node on this machine's one address
     (nodes told apart by Ray's node id; the custom resources and labels are the same)."""
     os.environ.update({k: v for k, v in ray_env().items() if k.startswith("RAY_")})
+    make_token()
     import ray._raylet
     from ray.cluster_utils import Cluster as RayTestCluster
 

@@ -57,8 +57,20 @@ def run_block(name: str, env: dict[str, str], cwd: Path, port: int, netns: str |
     return proc.pid
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A home directory of its own for the module, as on a fresh machine: no Ray token yet (the
+    docs' blocks make it), no token files of other deployments."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        patch.delenv("RAY_AUTH_TOKEN", raising=False)
+        patch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+        yield home
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, fresh_home: Path) -> Iterator[Cluster]:
     logs = tmp_path_factory.mktemp("ray_logs")
     if not netns_possible():
         with local_cluster(logs) as made:  # fallback: nodes share one address (see the module docstring)
