@@ -147,7 +147,7 @@ def start_nodes(cluster: Cluster, port: int, logs: Path, namespaces: dict[str, s
 def netns_cluster(logs: Path, start: Starter = start_nodes) -> Iterator[Cluster]:
     """Head node here on a bridge address, each worker node in its own network namespace."""
     tag = os.getpid() % 100000
-    subnet = f"10.{100 + tag % 100}.{tag // 100 % 250}"
+    subnet = f"198.18.{tag % 250}"  # the benchmarking range (RFC 2544): on no real network
     bridge = f"ngbr{tag}"
     cluster = Cluster(head="", nodes={"head": f"{subnet}.1"}, netns=True, links=[bridge])
     try:
