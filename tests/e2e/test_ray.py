@@ -343,6 +343,21 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def test_a_placement_no_node_can_meet_stops_ng_run_naming_it_and_the_nodes(cluster: Cluster, workdir: Path) -> None:
+    port = free_port()
+    done = subprocess.run(
+        ["ng_run", "+config_paths=[responses_api_models/scripted_model/configs/scripted_model.yaml]",
+         f"+ray_head_node_address={cluster.head}", f"+head_server.port={port}", "+startup_timeout_s=5",
+         "++policy_model.responses_api_models.scripted_model.placement.resources.tpu=1"],
+        cwd=workdir, env={**command_env(), **ray_env()}, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode != 0
+    message = done.stdout + done.stderr
+    assert "Ray placed no node for policy_model (num_cpus=0, num_gpus=0, resources={'tpu': 1.0}) within 5 s" in message
+    assert "'sandbox': 100.0" in message and "zone" in message  # every node's resources and labels
+    assert "Traceback" not in message
+
+
 def test_ray_true_starts_a_local_cluster_that_ctrl_c_stops(workdir: Path) -> None:
     port = free_port()
     command = doc_block("ray-local").strip() + f" +head_server.port={port}"
