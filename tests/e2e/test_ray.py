@@ -235,6 +235,27 @@ def test_the_seed_scenario_through_replicas_on_ray(workdir: Path, deployment: De
             assert o["parsed_synonym_values"] == [711, 407]
 
 
+def test_1000_concurrent_episodes_over_replicas_on_three_nodes_stay_isolated(cluster: Cluster, deployment: Deployment) -> None:
+    """The stateful counter's 3 replicas, spread over the nodes: 1,000 episodes at once straight
+    through the client (seed, two increments, read back); each sees only its own state, and each
+    replica served its share."""
+    import asyncio
+
+    from ngym.config.schema import HeadServerConfig
+    from ngym.server.process import raise_open_file_limit
+    from tests.e2e.test_replicas import episodes
+
+    raise_open_file_limit()
+    replicas = by_name(deployment.instances())[COUNTER]
+    assert len({r["node_id"] for r in replicas}) >= 2, replicas  # SPREAD: not all on one node
+    port = int(deployment.head.rsplit(":", 1)[1])
+    assert HeadServerConfig(port=port).url == deployment.head
+    where, calls = asyncio.run(episodes(port, 1000))
+    per_replica = [where.count(i) for i in range(3)]
+    assert min(per_replica) >= 150, per_replica
+    assert sum(calls) == 1000 * 4
+
+
 def counter_input(workdir: Path) -> None:
     rows = [json.loads(line) | {"agent_ref": {"name": "example_session_state_mgmt_simple_agent"}}
             for line in (workdir / "resources_servers/example_session_state_mgmt/data/example.jsonl").read_text().splitlines()]
