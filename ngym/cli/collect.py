@@ -275,8 +275,12 @@ def _run_sharded(argv: list[str], cfg: DictConfig, pc: ParserConfig, args: Colle
         print(f"\ninterrupted: every shard stopped; {folded.written} rollout(s) completed by this run are kept in {output}. "
               f"Re-run with +resume=true to run only what is missing.", file=sys.stderr, flush=True)
         raise
-    report.seconds = time.monotonic() - t0
+    wall = time.monotonic() - t0
     results = [r.result() for r in runs]  # read before the fold removes the shards' files
+    # the collection's span, from the first shard's start to the last one's end (their servers'
+    # start-up left out, as a one-process run leaves it out); the driver's wall time otherwise
+    spans = [(res.ended_at - res.seconds, res.ended_at) for res in results if res is not None and res.ended_at]
+    report.seconds = max(e for _, e in spans) - min(s for s, _ in spans) if spans else wall
     problems = _shard_problems(runs, results)
     folded = fold_shards(output)
     report.written = folded.written

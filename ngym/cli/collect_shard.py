@@ -51,7 +51,7 @@ async def _collect(spec: ShardSpec, client: ServerClient) -> ShardResult:
         await client.aclose()
     return ShardResult(
         index=spec.index, written=report.written, failed=len(report.failures), retried=report.retried,
-        seconds=report.seconds, aborted=report.aborted,
+        seconds=report.seconds, ended_at=time.time(), aborted=report.aborted,
     )
 
 

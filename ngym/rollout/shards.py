@@ -89,7 +89,9 @@ class ShardResult(BaseModel):
     written: int = 0
     failed: int = 0
     retried: int = 0
+    #: the shard's collection (its servers started): seconds, and when it ended (epoch seconds)
     seconds: float = 0.0
+    ended_at: float = 0.0
     #: why it stopped early (a dead server, a full disk), as the collector says it
     aborted: str | None = None
     #: an error before anything was sent (bad rows for an environment's task schema, a server
