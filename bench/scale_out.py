@@ -214,8 +214,8 @@ def table(records: list[dict[str, Any]]) -> None:
         coll = [r["collect_rollouts_per_s"] or 0 for r in rs]
         cpu = [r["cpu_ms_per_rollout"] or 0 for r in rs]
         loads = [r["load_before"] for r in rs]
-        print(f"| {label} | {len(rs)} | **{statistics.median(per_s)}** ({min(per_s)}–{max(per_s)}) | "
-              f"{statistics.median(coll)} | {statistics.median(cpu)} | {sum(r['written'] for r in rs)} / "
+        print(f"| {label} | {len(rs)} | **{statistics.median(per_s):.1f}** ({min(per_s)}–{max(per_s)}) | "
+              f"{statistics.median(coll):.1f} | {statistics.median(cpu):.2f} | {sum(r['written'] for r in rs)} / "
               f"{sum(r['failures'] or 0 for r in rs)} | {min(loads):.1f}–{max(loads):.1f} |")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ngym.cli.collect_shard import RAY_KEYS, run_ray
 from ngym.cli.common import DEPLOYMENT_KEYS, command_args, entrypoint, ignore_signals, load
 from ngym.errors import error_class
 from ngym.rollout.collect import (
@@ -29,7 +30,6 @@ from ngym.rollout.shards import (
     ShardResult,
     ShardRun,
     ShardSpec,
-    describe_exit,
     fold_shards,
     port_ranges,
     run_local,
@@ -191,7 +191,7 @@ def _is_agent(client: ServerClient, name: str) -> bool:
 
 
 #: top-level keys ng_collect_rollouts reads besides its arguments
-COLLECT_KEYS = frozenset({"no_progress", "startup_timeout_s"}) | DEPLOYMENT_KEYS
+COLLECT_KEYS = frozenset({"no_progress", "startup_timeout_s", *RAY_KEYS}) | DEPLOYMENT_KEYS
 
 
 @entrypoint("ng_collect_rollouts", SUMMARY, CollectArgs)
@@ -231,7 +231,8 @@ def _run_sharded(argv: list[str], cfg: DictConfig, pc: ParserConfig, args: Colle
     count = args.num_shards
     base: dict[str, Any] = {
         "count": count,
-        "input_jsonl_fpath": str(input_path),
+        "cwd": str(Path.cwd()),
+        "input_jsonl_fpath": str(input_path.resolve()),
         "concurrency": shard_concurrency(args.num_samples_in_parallel or 256, count),
         "max_attempts": args.max_attempts,
         "deadline_s": args.rollout_timeout_s,
@@ -243,8 +244,11 @@ def _run_sharded(argv: list[str], cfg: DictConfig, pc: ParserConfig, args: Colle
         deployment = build_deployment(cfg.copy(), pc.sources, assign_ports=False)  # checked here, started by each shard
         agents = [s.name for s in deployment.agents()]
         ranges = port_ranges(int(cfg.get("port_range_low", 10001)), int(cfg.get("port_range_high", 20000)), count)
-        base["config_yaml"] = OmegaConf.to_yaml(cfg)
-        base["check_inputs"] = str(materialized)
+        shard_cfg = cfg.copy()
+        for key in RAY_KEYS:  # each shard hosts its own servers; Ray runs the shards, not their servers
+            shard_cfg.pop(key, None)
+        base["config_yaml"] = OmegaConf.to_yaml(shard_cfg)
+        base["check_inputs"] = str(materialized.resolve())
     else:
         head = head_server_config(cfg)
         client = asyncio.run(ServerClient.from_head_server(head))
@@ -261,7 +265,7 @@ def _run_sharded(argv: list[str], cfg: DictConfig, pc: ParserConfig, args: Colle
     if report.resume_note:
         print(f"note: {report.resume_note}", file=sys.stderr, flush=True)
     specs = [
-        ShardSpec(index=i, inputs=str(path), output=str(shard_output(output, i)),
+        ShardSpec(index=i, inputs=str(path.resolve()), output=str(shard_output(output, i).resolve()),
                   port_range=ranges[i] if one_shot else None, **base)
         for i, (path, n) in enumerate(split(materialized, output, done, count)) if n
     ]
@@ -269,7 +273,12 @@ def _run_sharded(argv: list[str], cfg: DictConfig, pc: ParserConfig, args: Colle
           + (f" ({len(done)} already done)" if done else ""), file=sys.stderr, flush=True)
     t0 = time.monotonic()
     try:
-        runs = run_local(specs, total=total, initial=len(done), progress=show_progress)
+        if _on_ray(cfg):
+            address = cfg.get("ray_head_node_address")
+            runs = run_ray(specs, address=str(address) if address else None, total=total, initial=len(done),
+                           progress=show_progress)
+        else:
+            runs = run_local(specs, total=total, initial=len(done), progress=show_progress)
     except KeyboardInterrupt:
         folded = fold_shards(output, keep_results=False)
         print(f"\ninterrupted: every shard stopped; {folded.written} rollout(s) completed by this run are kept in {output}. "
@@ -303,18 +312,23 @@ async def _check_fields_and_close(client: ServerClient, input_path: Path, materi
         await client.aclose()
 
 
+def _on_ray(cfg: DictConfig) -> bool:
+    """``ray: true``, or an address without ``ray: false``: the shards run as Ray tasks."""
+    ray = cfg.get("ray")
+    return bool(ray) if ray is not None else bool(cfg.get("ray_head_node_address"))
+
+
 def _shard_problems(runs: list[ShardRun], results: list[ShardResult | None]) -> list[str]:
     """Why shards did not finish their share, one sentence each."""
     problems = []
     for r, result in zip(runs, results, strict=True):
-        code = r.process.returncode
         if result is not None and result.error:
             problems.append(f"shard {r.spec.index} did not run: {result.error}")
         elif result is not None and result.aborted:
             problems.append(f"shard {r.spec.index} {result.aborted}")
-        elif result is None or code not in (0, 1):
+        elif not r.finished():
             problems.append(
-                f"shard {r.spec.index} (pid {r.process.pid}) {describe_exit(code)} before it finished its share "
+                f"shard {r.spec.index} {r.how_it_ended()} before it finished its share "
                 f"({r.written} rollout(s) it completed are kept)"
             )
     return problems

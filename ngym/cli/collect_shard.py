@@ -1,31 +1,35 @@
 """One shard of a sharded ``ng_collect_rollouts`` (see :mod:`ngym.rollout.shards`).
 
-:func:`run_shard` runs a shard in the calling process: the unit a remote runner (a Ray task on
-another machine) calls with a :class:`~ngym.rollout.shards.ShardSpec`. ``python -m
-ngym.cli.collect_shard`` reads the spec (JSON) on stdin and runs it: how the driver runs its
-shards as local processes. The spec travels on stdin, never in a file: a one-shot deployment's
-config may hold secrets.
+:func:`run_shard` runs a shard in the calling process from a :class:`~ngym.rollout.shards.ShardSpec`.
+Two runners call it: ``python -m ngym.cli.collect_shard`` reads the spec (JSON) on stdin (how the
+driver runs its shards as local processes; the spec travels on stdin, never in a file: a one-shot
+deployment's config may hold secrets), and :func:`run_ray` runs each shard as a Ray task
+(``ray: true`` or ``ray_head_node_address``), on whichever node of the cluster has a free CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from ngym.cli.common import ignore_signals
 from ngym.config.deployment import build_deployment, head_server_config
-from ngym.errors import NgymError
+from ngym.errors import DeploymentError, NgymError
 from ngym.launch.launcher import Launcher
-from ngym.rollout.collect import collect, iter_materialized
+from ngym.rollout.collect import RAMP_STEP, collect, iter_materialized
 from ngym.rollout.output import OutputLock
-from ngym.rollout.shards import DRIVER_ENV, ShardResult, ShardSpec, result_path
+from ngym.rollout.shards import DRIVER_ENV, ShardResult, ShardRun, ShardSpec, result_path, watch
 from ngym.rollout.task_fields import check_task_fields
 from ngym.server.client import ServerClient
 from ngym.server.host import HostedServers
@@ -46,6 +50,7 @@ async def _collect(spec: ShardSpec, client: ServerClient) -> ShardResult:
             max_consecutive_failures=spec.max_consecutive_failures,
             resume=False,
             progress=False,
+            ramp_step=max(1, RAMP_STEP // spec.count),  # the shards together ramp up as one collector does
         )
     finally:
         await client.aclose()
@@ -104,6 +109,82 @@ def run_shard(spec: ShardSpec) -> ShardResult:
             result = ShardResult(index=spec.index, error=str(e), error_type=type(e).__name__)
         result_path(output).write_text(result.model_dump_json())
     return result
+
+
+# ---- shards as Ray tasks ------------------------------------------------------------------------------
+
+#: top-level keys that put a run on Ray; a shard's own config leaves them out (a shard hosts its servers)
+RAY_KEYS = ("ray", "ray_head_node_address")
+
+
+def run_shard_json(spec_json: str) -> str:
+    """The body of a shard's Ray task: :func:`run_shard` on the spec (JSON), its result as JSON."""
+    spec = ShardSpec.model_validate_json(spec_json)
+    if spec.cwd:
+        os.chdir(spec.cwd)
+    tune_gc()
+    return run_shard(spec).model_dump_json()
+
+
+@dataclass
+class RayShard(ShardRun):
+    """A shard running as a Ray task (its files on a file system the driver reads too)."""
+
+    ref: Any = None
+    ray: Any = None
+    error: str = ""
+
+    def running(self) -> bool:
+        ready, _ = self.ray.wait([self.ref], timeout=0)
+        return not ready
+
+    def interrupt(self) -> None:
+        self.ray.cancel(self.ref)  # a KeyboardInterrupt in the task: it stops, its lines are kept
+
+    def kill(self) -> None:
+        self.ray.cancel(self.ref, force=True)
+
+    def finished(self) -> bool:
+        try:
+            self.ray.get(self.ref, timeout=1)
+        except Exception as e:  # the task's failure, as Ray reports it (a crashed worker, a lost node)
+            self.error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+            return False
+        return self.result() is not None
+
+    def how_it_ended(self) -> str:
+        return f"(Ray task) failed: {self.error or 'no result'}"
+
+
+def run_ray(
+    specs: Sequence[ShardSpec], *, address: str | None, total: int | None, initial: int, progress: bool,
+    grace_s: float = 60.0,
+) -> list[ShardRun]:
+    """Run each shard as a Ray task (one CPU each) on the cluster at ``address`` (``auto``: the one
+    running on this machine), or on a local cluster started here and stopped at the end; see
+    :func:`ngym.rollout.shards.watch` for progress and Ctrl-C. Paths in the specs must be readable
+    and writable from every node (a shared file system)."""
+    try:
+        ray: Any = importlib.import_module("ray")
+    except ImportError:
+        raise DeploymentError(
+            "ray: true (or ray_head_node_address) runs the shards as Ray tasks, but Ray is not installed. "
+            "Install it (pip install ray; the same version on every node), or leave the key out to run the shards "
+            "as local processes."
+        ) from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address or None, include_dashboard=False, logging_level="warning", log_to_driver=True)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(run_shard_json)
+        runs: list[ShardRun] = [RayShard(spec, ref=task.remote(spec.model_dump_json()), ray=ray) for spec in specs]
+        watch(runs, total=total, initial=initial, progress=progress, grace_s=grace_s)
+        for r in runs:
+            r.finished()  # read each task's outcome while the cluster is up
+        return runs
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 def _end_with_driver() -> None:

@@ -330,9 +330,12 @@ async def run_tasks(
     concurrency: int = 256,
     max_attempts: int = 3,
     deadline_s: float = 3600.0,
+    ramp_step: int | None = None,
 ) -> AsyncIterator[Outcome]:
     """Yield outcomes in completion order, with at most ``concurrency`` rollouts in flight; tasks
-    are drawn from ``tasks`` only as slots free up (a 200k-row input is never all in memory)."""
+    are drawn from ``tasks`` only as slots free up (a 200k-row input is never all in memory).
+    ``ramp_step``: rollouts started at most per ramp interval (default :data:`RAMP_STEP`; the
+    shards of a sharded collection each take their share)."""
     # a socket per rollout in flight (unless every server is hosted in this process): the default
     # 1024 descriptors run out
     from ngym.server import local
@@ -357,9 +360,10 @@ async def run_tasks(
     # do not all knock at once (a saturated server accepts late; a SYN flood ends in connect timeouts)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
+    step = ramp_step or RAMP_STEP
 
     def cap() -> int:
-        return min(concurrency, RAMP_STEP * (1 + int((loop.time() - t0) / RAMP_EVERY_S)))
+        return min(concurrency, step * (1 + int((loop.time() - t0) / RAMP_EVERY_S)))
 
     def refill() -> None:
         limit = cap()
@@ -481,6 +485,7 @@ async def collect(
     resume: bool = False,
     progress: bool = True,
     current: Mapping[tuple[str, int], tuple[int, int]] | None = None,
+    ramp_step: int | None = None,
 ) -> CollectionReport:
     """Run every task not yet in ``output``; append results and failures as they complete.
 
@@ -506,7 +511,7 @@ async def collect(
     failures_out: int | None = None
     try:
         with bar:
-            async for outcome in run_tasks(client, todo, concurrency, max_attempts, deadline_s):
+            async for outcome in run_tasks(client, todo, concurrency, max_attempts, deadline_s, ramp_step):
                 if outcome.retried:
                     report.retried += len(outcome.retried)
                     try:

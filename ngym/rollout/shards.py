@@ -66,6 +66,8 @@ class ShardSpec(BaseModel):
     output: str
     #: the user's input file, named in messages
     input_jsonl_fpath: str
+    #: the directory the shard runs in (a one-shot config's relative paths), if not the caller's
+    cwd: str | None = None
     #: every task of the run, materialized: checked against the environments' task schemas before
     #: this shard sends anything (one-shot mode, where only the shards have servers)
     check_inputs: str | None = None
@@ -243,18 +245,45 @@ def shard_concurrency(total: int, count: int) -> int:
     return max(1, math.ceil(total / count))
 
 
-# ---- running the shards as local processes ------------------------------------------------------
+# ---- running the shards ----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass
 class ShardRun:
-    """A shard as a child process of the driver, and what the driver has seen of its files."""
+    """A running shard, and what the driver has seen of its files. Subclasses say where it runs:
+    :class:`LocalShard` (a child process), a Ray task (``ngym.cli.collect_shard.RayShard``)."""
 
     spec: ShardSpec
-    process: subprocess.Popen[bytes]
     written: int = 0
     failed: int = 0
     _offsets: dict[str, int] = field(default_factory=dict)
+
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def interrupt(self) -> None:
+        """Ask the shard to stop and keep what it completed (Ctrl-C)."""
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait until it has ended; whether it has."""
+        deadline = time.monotonic() + timeout_s
+        while self.running():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def finished(self) -> bool:
+        """It ended by itself with its result written (its share done, or stopped with a reason)."""
+        raise NotImplementedError
+
+    def how_it_ended(self) -> str:
+        """``(pid 4242) was killed by SIGKILL``: for a shard that did not finish."""
+        raise NotImplementedError
 
     @property
     def output(self) -> Path:
@@ -311,7 +340,39 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-def start_local(spec: ShardSpec, env: dict[str, str] | None = None) -> ShardRun:
+@dataclass
+class LocalShard(ShardRun):
+    """A shard as a child process of the driver (``python -m ngym.cli.collect_shard``)."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.process is not None
+        return self.process
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def interrupt(self) -> None:
+        if self.running():
+            try:
+                os.kill(self.proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+    def finished(self) -> bool:
+        return self.result() is not None and self.proc.returncode in (0, 1, 2)
+
+    def how_it_ended(self) -> str:
+        return f"(pid {self.proc.pid}) {describe_exit(self.proc.returncode)}"
+
+
+def start_local(spec: ShardSpec, env: dict[str, str] | None = None) -> LocalShard:
     """Start one shard as a child process (its own session: the driver forwards Ctrl-C once)."""
     child_env = {**(env if env is not None else os.environ), DRIVER_ENV: str(os.getpid())}
     process = subprocess.Popen(
@@ -323,26 +384,34 @@ def start_local(spec: ShardSpec, env: dict[str, str] | None = None) -> ShardRun:
     assert process.stdin is not None
     process.stdin.write(spec.model_dump_json().encode())
     process.stdin.close()
-    return ShardRun(spec, process)
+    return LocalShard(spec, process=process)
 
 
 def run_local(
     specs: Sequence[ShardSpec], *, total: int | None, initial: int, progress: bool, out: IO[str] | None = None,
     grace_s: float = 60.0,
 ) -> list[ShardRun]:
-    """Run ``specs`` as child processes until each has ended; show the total across shards on one
-    bar. Ctrl-C (or SIGTERM) is passed on to every shard, which stops and keeps what it completed
+    """Run ``specs`` as child processes of this one (see :func:`watch`)."""
+    return watch([start_local(spec) for spec in specs], total=total, initial=initial, progress=progress, out=out,
+                 grace_s=grace_s)
+
+
+def watch(
+    runs: list[ShardRun], *, total: int | None, initial: int, progress: bool, out: IO[str] | None = None,
+    grace_s: float = 60.0,
+) -> list[ShardRun]:
+    """Wait until every shard of ``runs`` has ended; show the total across shards on one bar.
+    Ctrl-C (or SIGTERM) is passed on to every shard, which stops and keeps what it completed
     (waiting ``grace_s`` for them, then killing what is left); the interrupt is then raised again."""
     from tqdm import tqdm
 
-    runs = [start_local(spec) for spec in specs]
     bar = tqdm(total=total, initial=initial, desc="rollouts", unit="rollout", disable=not progress, dynamic_ncols=True,
                file=out or sys.stderr)
     shown = 0
     try:
         with bar:
             while True:
-                alive = [r for r in runs if r.process.poll() is None]
+                alive = [r for r in runs if r.running()]
                 for r in runs:
                     r.poll_counts()
                 count = sum(r.written + r.failed for r in runs)
@@ -359,24 +428,17 @@ def run_local(
                     break
                 time.sleep(0.2)
     except KeyboardInterrupt:
-        stop_local(runs, grace_s)
+        stop(runs, grace_s)
         raise
     return runs
 
 
-def stop_local(runs: Iterable[ShardRun], grace_s: float) -> None:
-    """SIGINT to every live shard; SIGKILL to those still alive after ``grace_s``."""
+def stop(runs: Iterable[ShardRun], grace_s: float) -> None:
+    """Interrupt every live shard; kill those still running after ``grace_s``."""
     runs = list(runs)
     for r in runs:
-        if r.process.poll() is None:
-            try:
-                os.kill(r.process.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
+        r.interrupt()
     deadline = time.monotonic() + grace_s
     for r in runs:
-        try:
-            r.process.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            r.process.kill()
-            r.process.wait()
+        if not r.wait(max(0.1, deadline - time.monotonic())):
+            r.kill()

@@ -155,3 +155,13 @@ def test_two_shards_against_running_servers_write_one_output(workdir: Path) -> N
     finally:
         run.proc.send_signal(signal.SIGINT)
         run.proc.wait(30)
+
+
+def test_shards_as_ray_tasks_on_a_local_cluster_write_one_output(workdir: Path) -> None:
+    pytest.importorskip("ray")
+    mixed_input(workdir)
+    done = subprocess.run(sharded(workdir, "+ray=true"), cwd=workdir, env=command_env(), capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{10 * REPEATS} rollouts written" in done.stdout
+    assert_exactly_once(workdir)
