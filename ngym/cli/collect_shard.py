@@ -133,6 +133,8 @@ class RayShard(ShardRun):
     ref: Any = None
     ray: Any = None
     error: str = ""
+    #: its outcome, read once while the cluster is up (the driver asks again after it is shut down)
+    settled: bool | None = None
 
     def running(self) -> bool:
         ready, _ = self.ray.wait([self.ref], timeout=0)
@@ -145,12 +147,15 @@ class RayShard(ShardRun):
         self.ray.cancel(self.ref, force=True)
 
     def finished(self) -> bool:
-        try:
-            self.ray.get(self.ref, timeout=1)
-        except Exception as e:  # the task's failure, as Ray reports it (a crashed worker, a lost node)
-            self.error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
-            return False
-        return self.result() is not None
+        if self.settled is None:
+            try:
+                self.ray.get(self.ref, timeout=10)
+            except Exception as e:  # the task's failure, as Ray reports it (a crashed worker, a lost node)
+                self.error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+                self.settled = False
+            else:
+                self.settled = self.result() is not None
+        return self.settled
 
     def how_it_ended(self) -> str:
         return f"(Ray task) failed: {self.error or 'no result'}"
@@ -174,7 +179,8 @@ def run_ray(
         ) from None
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address or None, include_dashboard=False, logging_level="warning", log_to_driver=True)
+        # "local": a cluster of this machine, started here (without it Ray joins whichever cluster this machine runs)
+        ray.init(address=address or "local", include_dashboard=False, logging_level="warning", log_to_driver=True)
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(run_shard_json)
         runs: list[ShardRun] = [RayShard(spec, ref=task.remote(spec.model_dump_json()), ray=ray) for spec in specs]
