@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -54,6 +55,7 @@ from user_path import (  # bench/user_path.py, beside this script
 
 SCRIPTED = "responses_api_models/scripted_model/configs/scripted_model.yaml"
 MODEL_KEY = "policy_model.responses_api_models.scripted_model"
+RETRIED = re.compile(r"(\d+) failed attempt\(s\) were retried")
 
 
 def start_instant(delay_s: float, port: int) -> subprocess.Popen[str]:
@@ -92,6 +94,8 @@ def record_of(args: argparse.Namespace, experiment: str, label: str, run: int, w
     n = int(found["written"] or 0)
     collect_s = float(written.group(2)) if written else None
     resets = sum(line.count("reset") for line in watched.lines)
+    timeouts = sum(line.count("Connection timeout") for line in watched.lines)
+    retried = RETRIED.search(text)
     rec = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cpus",
@@ -112,6 +116,8 @@ def record_of(args: argparse.Namespace, experiment: str, label: str, run: int, w
         "cpu_ms_per_rollout": round(1000 * cpu / n, 3) if n else None,
         "peak_rss_mb": round(watched.peak_rss / 2**20),
         "reset_mentions": resets,
+        "connect_timeout_mentions": timeouts,
+        "retried_attempts": int(retried.group(1)) if retried else 0,
         "load_before": round(load0, 2),
         "load_after": round(os.getloadavg()[0], 2),
         **extra,
@@ -199,7 +205,8 @@ def emit(args: argparse.Namespace, rec: dict[str, Any]) -> None:
     with open(args.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
     print(f"{rec['label']} run {rec['run']}: {rec['rollouts_per_s']} rollouts/s (collection {rec['collect_rollouts_per_s']}), "
-          f"{rec['written']} written, {rec['failures']} failed, load {rec['load_before']}", file=sys.stderr, flush=True)
+          f"{rec['written']} written, {rec['failures']} failed, {rec['retried_attempts']} attempts retried, "
+          f"load {rec['load_before']}", file=sys.stderr, flush=True)
 
 
 def table(records: list[dict[str, Any]]) -> None:
