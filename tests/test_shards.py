@@ -254,3 +254,21 @@ def test_a_shard_error_is_raised_by_the_driver_with_its_class() -> None:
     result = ShardResult(index=0, error="bad rows", error_type="InputError")
     assert error_class(result.error_type) is InputError
     assert error_class("NoSuchError").__name__ == "NgymError" and error_class("Path").__name__ == "NgymError"
+
+
+# ---- local shard processes -----------------------------------------------------------------------------------
+
+
+def test_a_forked_shard_reports_its_exit_code_and_how_it_was_ended(tmp_path: Path) -> None:
+    import time
+
+    from ngym.rollout.shards import fork_local
+
+    spec = ShardSpec(index=0, count=1, inputs="i", output=str(tmp_path / "o.jsonl"), input_jsonl_fpath="in")
+    done = fork_local(spec, lambda s: 3)
+    assert done.proc.wait(30) == 3 and not done.running() and not done.finished()  # no result written
+    assert done.how_it_ended() == f"(pid {done.proc.pid}) exited with code 3"
+    slow = fork_local(spec, lambda s: time.sleep(60) or 0)
+    assert slow.running()
+    slow.kill()
+    assert not slow.running() and slow.how_it_ended().endswith("was killed by SIGKILL")

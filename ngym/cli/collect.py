@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ngym.cli.collect_shard import RAY_KEYS, run_ray
+from ngym.cli.collect_shard import RAY_KEYS, run_ray, shard_main
 from ngym.cli.common import DEPLOYMENT_KEYS, command_args, entrypoint, ignore_signals, load
 from ngym.errors import error_class
 from ngym.rollout.collect import (
@@ -278,7 +278,7 @@ def _run_sharded(argv: list[str], cfg: DictConfig, pc: ParserConfig, args: Colle
             runs = run_ray(specs, address=str(address) if address else None, total=total, initial=len(done),
                            progress=show_progress)
         else:
-            runs = run_local(specs, total=total, initial=len(done), progress=show_progress)
+            runs = run_local(specs, total=total, initial=len(done), progress=show_progress, target=shard_main)
     except KeyboardInterrupt:
         folded = fold_shards(output, keep_results=False)
         print(f"\ninterrupted: every shard stopped; {folded.written} rollout(s) completed by this run are kept in {output}. "

@@ -212,20 +212,25 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
+def shard_main(spec: ShardSpec) -> int:
+    """Run ``spec`` as this process's whole job (a shard process): signals as a command's, ends with
+    the driver; the exit code (0 done, 1 stopped early, 2 did not run, 130 interrupted)."""
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     _end_with_driver()
     tune_gc()
-    spec = ShardSpec.model_validate_json(sys.stdin.buffer.read())
     try:
         result = run_shard(spec)
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except NgymError as e:
         print(f"error: shard {spec.index}: {e}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(2 if result.error else 1 if result.aborted else 0)
+        return 2
+    return 2 if result.error else 1 if result.aborted else 0
+
+
+def main() -> None:
+    sys.exit(shard_main(ShardSpec.model_validate_json(sys.stdin.buffer.read())))
 
 
 if __name__ == "__main__":

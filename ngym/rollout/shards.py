@@ -35,10 +35,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+import traceback
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -340,14 +341,59 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+class ChildProcess(Protocol):
+    """What the driver needs of a shard's process (:class:`subprocess.Popen` or :class:`Forked`)."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
+
+
+class Forked:
+    """A shard forked from the driver (``os.fork``): it starts with the driver's modules imported,
+    so it costs no interpreter start-up and no imports (~1.3 s of CPU per shard otherwise)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -signal.SIGKILL  # reaped elsewhere: gone, how is unknown
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"shard pid {self.pid}", timeout or 0)
+            time.sleep(0.02)
+        return code
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @dataclass
 class LocalShard(ShardRun):
-    """A shard as a child process of the driver (``python -m ngym.cli.collect_shard``)."""
+    """A shard as a child process of the driver (forked, or ``python -m ngym.cli.collect_shard``)."""
 
-    process: subprocess.Popen[bytes] | None = None
+    process: ChildProcess | None = None
 
     @property
-    def proc(self) -> subprocess.Popen[bytes]:
+    def proc(self) -> ChildProcess:
         assert self.process is not None
         return self.process
 
@@ -373,7 +419,7 @@ class LocalShard(ShardRun):
 
 
 def start_local(spec: ShardSpec, env: dict[str, str] | None = None) -> LocalShard:
-    """Start one shard as a child process (its own session: the driver forwards Ctrl-C once)."""
+    """Start one shard as a new interpreter (``python -m``; its own session: the driver forwards Ctrl-C once)."""
     child_env = {**(env if env is not None else os.environ), DRIVER_ENV: str(os.getpid())}
     process = subprocess.Popen(
         [sys.executable, "-m", WORKER_MODULE],
@@ -387,13 +433,43 @@ def start_local(spec: ShardSpec, env: dict[str, str] | None = None) -> LocalShar
     return LocalShard(spec, process=process)
 
 
+def fork_local(spec: ShardSpec, target: Callable[[ShardSpec], int]) -> LocalShard:
+    """Start one shard as a fork of this process running ``target(spec)`` (its exit code), in its
+    own session. Call it while this process runs no other thread and no event loop."""
+    parent = os.getpid()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    pid = os.fork()
+    if pid == 0:  # the shard: never returns into the driver's code
+        code = 1
+        try:
+            os.setsid()
+            os.environ[DRIVER_ENV] = str(parent)
+            code = target(spec)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            try:
+                for stream in (sys.stdout, sys.stderr):
+                    stream.flush()
+            finally:
+                os._exit(code)
+    return LocalShard(spec, process=Forked(pid))
+
+
 def run_local(
     specs: Sequence[ShardSpec], *, total: int | None, initial: int, progress: bool, out: IO[str] | None = None,
-    grace_s: float = 60.0,
+    grace_s: float = 60.0, target: Callable[[ShardSpec], int] | None = None,
 ) -> list[ShardRun]:
-    """Run ``specs`` as child processes of this one (see :func:`watch`)."""
-    return watch([start_local(spec) for spec in specs], total=total, initial=initial, progress=progress, out=out,
-                 grace_s=grace_s)
+    """Run ``specs`` as child processes of this one (see :func:`watch`): forks running ``target``
+    where the platform forks, else new interpreters."""
+    if target is not None and hasattr(os, "fork"):
+        runs: list[ShardRun] = [fork_local(spec, target) for spec in specs]
+    else:
+        runs = [start_local(spec) for spec in specs]
+    return watch(runs, total=total, initial=initial, progress=progress, out=out, grace_s=grace_s)
 
 
 def watch(
