@@ -51,7 +51,9 @@ class EchoAgent(ServerClient):
         self.calls: list[tuple[int, int]] = []
         self.fail_first = set(fail_first or ())
 
-    async def post(self, server_name, url_path, json=None, cookies=None, timeout=None):  # type: ignore[override]
+    async def post(  # type: ignore[override]
+        self, server_name: str, url_path: str, json: Any = None, cookies: Any = None, timeout: Any = None
+    ) -> httpx.Response:
         await asyncio.sleep(0)
         key = (json[TASK_INDEX], json[ROLLOUT_INDEX])
         self.calls.append(key)
@@ -268,7 +270,11 @@ def test_a_forked_shard_reports_its_exit_code_and_how_it_was_ended(tmp_path: Pat
     done = fork_local(spec, lambda s: 3)
     assert done.proc.wait(30) == 3 and not done.running() and not done.finished()  # no result written
     assert done.how_it_ended() == f"(pid {done.proc.pid}) exited with code 3"
-    slow = fork_local(spec, lambda s: time.sleep(60) or 0)
+    def sleeper(s: ShardSpec) -> int:
+        time.sleep(60)
+        return 0
+
+    slow = fork_local(spec, sleeper)
     assert slow.running()
     slow.kill()
     assert not slow.running() and slow.how_it_ended().endswith("was killed by SIGKILL")

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,7 +72,7 @@ def wait_for_progress(workdir: Path, driver: subprocess.Popen[str], lines: int) 
     raise AssertionError("the shards did not make progress")
 
 
-def assert_exactly_once(workdir: Path) -> list[dict]:
+def assert_exactly_once(workdir: Path) -> list[dict[str, Any]]:
     rows = read_jsonl(workdir / "results/out.jsonl")
     keys = sorted((r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows)
     assert keys == [(t, r) for t in range(10) for r in range(REPEATS)]  # every (task, rollout) once
