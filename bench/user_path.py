@@ -194,7 +194,9 @@ def read_output(output: Path) -> dict[str, Any]:
         rewards.append(float(row["reward"]))
         agents[row.get("agent_ref", {}).get("name", "?")] += 1
     failures_path = output.with_name(output.stem + "_failures.jsonl")
-    failures = len(failures_path.read_text().splitlines()) if failures_path.exists() else 0
+    # failed rollouts; lines with "retried": true record attempts that were tried again
+    failures = sum(1 for line in failures_path.read_text().splitlines() if not json.loads(line).get("retried")) \
+        if failures_path.exists() else 0
     metrics_path = output.with_name(output.stem + "_agent_metrics.json")
     return {
         "written": len(rewards),

@@ -48,6 +48,12 @@ class NgymError(Exception):
     """Base of all ngym errors: ``str(err)`` is a complete, human-readable message."""
 
 
+def error_class(name: str) -> type[NgymError]:
+    """The class of this module named ``name`` (an error reported by another process), else :class:`NgymError`."""
+    found = globals().get(name)
+    return found if isinstance(found, type) and issubclass(found, NgymError) else NgymError
+
+
 class ConfigError(NgymError):
     pass
 

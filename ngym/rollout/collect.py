@@ -31,6 +31,8 @@ from ngym.data.jsonl import iter_jsonl
 from ngym.data.rows import ADD_AGENT_REF, check_row
 from ngym.errors import FailureKind, InputError, classify_failure
 from ngym.rollout.output import INPUT_FP as INPUT_FP
+from ngym.rollout.output import RETRIED as RETRIED
+from ngym.rollout.output import is_retried as is_retried
 from ngym.rollout.output import ROLLOUT_INDEX as ROLLOUT_INDEX
 from ngym.rollout.output import TASK_INDEX as TASK_INDEX
 from ngym.rollout.output import append_line, iter_rows, scan_results
@@ -70,6 +72,10 @@ class CollectArgs(BaseModel):
     max_consecutive_failures: int = Field(
         32, ge=1, description="stop after this many infrastructure failures in a row (a dead server)"
     )
+    num_shards: int = Field(
+        1, ge=1, description="collector processes sharing the input (one-shot: each starts and hosts its own servers); "
+        "one output; +num_samples_in_parallel is the total across them",
+    )
 
 
 @dataclass(slots=True)
@@ -92,6 +98,8 @@ class Outcome:
     task: Task
     result: dict[str, Any] | None = None
     failure: dict[str, Any] | None = None
+    #: failed attempts that were tried again (e.g. ``replica_lost``): recorded, never scored
+    retried: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _problem(path: Path, line: int, message: str) -> str:
@@ -242,8 +250,10 @@ def _attempt_error(client: ServerClient, task: Task, e: Exception, deadline_s: f
 async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, deadline_s: float = 3600.0) -> Outcome:
     """POST the row to its agent's ``/run``; retry transient failures with jittered backoff.
     Each attempt has a deadline of ``deadline_s`` seconds; a timeout is tried at most
-    :data:`TIMEOUT_ATTEMPTS` times. Every failure, whatever raised it, is a typed failure."""
+    :data:`TIMEOUT_ATTEMPTS` times. Every failure, whatever raised it, is a typed failure; each
+    failed attempt that was tried again is kept in ``Outcome.retried`` (see :func:`retried_record`)."""
     error: dict[str, Any] = {}
+    retried: list[dict[str, Any]] = []
     for attempt in range(1, max_attempts + 1):
         try:
             answer = await _post_run(client, task, deadline_s)
@@ -257,7 +267,7 @@ async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, dead
                     result[TASK_INDEX], result[ROLLOUT_INDEX] = task.key
                     if task.fp:
                         result[INPUT_FP] = task.fp
-                    return Outcome(task, result=result)
+                    return Outcome(task, result=result, retried=retried)
                 url = client.urls.get(task.agent, "?")
                 error = {"kind": FailureKind.AGENT_CRASH, "error": f"agent {task.agent!r} at {url} answered HTTP {answer.status_code} "
                          f"with {problem}: not a rollout", "status": answer.status_code, "retryable": False}
@@ -266,6 +276,7 @@ async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, dead
         limit = min(max_attempts, TIMEOUT_ATTEMPTS) if error["kind"] == FailureKind.TIMEOUT else max_attempts
         if not error["retryable"] or attempt >= limit:
             break
+        retried.append(retried_record(task, attempt, error))
         await asyncio.sleep(min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random()))
     failure = {
         TASK_INDEX: task.key[0],
@@ -277,7 +288,26 @@ async def run_task(client: ServerClient, task: Task, max_attempts: int = 3, dead
     }
     if task.fp:
         failure[INPUT_FP] = task.fp
-    return Outcome(task, failure=failure)
+    return Outcome(task, failure=failure, retried=retried)
+
+
+def retried_record(task: Task, attempt: int, error: dict[str, Any]) -> dict[str, Any]:
+    """A failed attempt that the collector tries again, as a line of the failures file:
+    ``"retried": true`` and the attempt's number. It is not a failed rollout (the rollout's own
+    outcome is a result or a final failure line); readers that count failures skip it
+    (:func:`is_retried`)."""
+    record = {
+        TASK_INDEX: task.key[0],
+        ROLLOUT_INDEX: task.key[1],
+        "agent_ref": {"name": task.agent},
+        "input_line": task.line,
+        RETRIED: True,
+        "attempt": attempt,
+        **error,
+    }
+    if task.fp:
+        record[INPUT_FP] = task.fp
+    return record
 
 
 def _error_reply(answer: Reply) -> dict[str, Any]:
@@ -300,9 +330,12 @@ async def run_tasks(
     concurrency: int = 256,
     max_attempts: int = 3,
     deadline_s: float = 3600.0,
+    ramp_step: int | None = None,
 ) -> AsyncIterator[Outcome]:
     """Yield outcomes in completion order, with at most ``concurrency`` rollouts in flight; tasks
-    are drawn from ``tasks`` only as slots free up (a 200k-row input is never all in memory)."""
+    are drawn from ``tasks`` only as slots free up (a 200k-row input is never all in memory).
+    ``ramp_step``: rollouts started at most per ramp interval (default :data:`RAMP_STEP`; the
+    shards of a sharded collection each take their share)."""
     # a socket per rollout in flight (unless every server is hosted in this process): the default
     # 1024 descriptors run out
     from ngym.server import local
@@ -327,9 +360,10 @@ async def run_tasks(
     # do not all knock at once (a saturated server accepts late; a SYN flood ends in connect timeouts)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
+    step = ramp_step or RAMP_STEP
 
     def cap() -> int:
-        return min(concurrency, RAMP_STEP * (1 + int((loop.time() - t0) / RAMP_EVERY_S)))
+        return min(concurrency, step * (1 + int((loop.time() - t0) / RAMP_EVERY_S)))
 
     def refill() -> None:
         limit = cap()
@@ -398,6 +432,8 @@ class CollectionReport:
     results: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     aborted: str | None = None
+    #: failed attempts that were tried again (in the failures file with ``"retried": true``)
+    retried: int = 0
     #: what a resume found in the output (lines set aside, rollouts re-indexed); empty if nothing
     resume_note: str = ""
 
@@ -410,6 +446,30 @@ def _write_error(path: Path, e: OSError) -> str:
     fix = "free some space" if e.errno == 28 else "fix the file or folder"
     return (f"could not write {path}: {e.strerror}. Every line written before is kept; {fix}, then re-run with "
             f"+resume=true")
+
+
+def prepare_output(
+    output: Path, *, resume: bool, current: Mapping[tuple[str, int], tuple[int, int]] | None = None
+) -> tuple[set[tuple[int, int]], CollectionReport]:
+    """Make ``output`` ready for a run: with ``resume``, keep the rollouts whose input is unchanged
+    (:func:`ngym.rollout.output.scan_results`) and return their keys; otherwise empty it. The
+    previous failures file becomes ``<out>_failures_previous.jsonl``. (Used by :func:`collect` and
+    by the driver of a sharded collection, :mod:`ngym.rollout.shards`.)"""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    failures_path = sibling(output, "_failures.jsonl")
+    report = CollectionReport(output=output)
+    if resume:
+        scan = scan_results(output, current)
+        done = scan.done
+        report.resume_note = scan.summary(output)
+        report.results = [slim(row) for row in iter_rows(output)] if output.exists() else []
+    else:
+        done = set()
+        output.write_bytes(b"")
+    if failures_path.exists():  # kept until this run has read everything it needs
+        failures_path.replace(sibling(output, "_failures_previous.jsonl"))
+    report.skipped = len(done)
+    return done, report
 
 
 async def collect(
@@ -425,6 +485,7 @@ async def collect(
     resume: bool = False,
     progress: bool = True,
     current: Mapping[tuple[str, int], tuple[int, int]] | None = None,
+    ramp_step: int | None = None,
 ) -> CollectionReport:
     """Run every task not yet in ``output``; append results and failures as they complete.
 
@@ -439,21 +500,9 @@ async def collect(
 
     from tqdm import tqdm
 
-    output.parent.mkdir(parents=True, exist_ok=True)
+    done, report = prepare_output(output, resume=resume, current=current)
     failures_path = sibling(output, "_failures.jsonl")
-    report = CollectionReport(output=output)
-    if resume:
-        scan = scan_results(output, current)
-        done = scan.done
-        report.resume_note = scan.summary(output)
-        report.results = [slim(row) for row in iter_rows(output)] if output.exists() else []
-    else:
-        done = set()
-        output.write_bytes(b"")
-    if failures_path.exists():  # kept until this run has read everything it needs
-        failures_path.replace(sibling(output, "_failures_previous.jsonl"))
     todo = (t for t in tasks if t.key not in done)
-    report.skipped = len(done)
     t0 = time.monotonic()
     streak = 0
     per_agent: dict[str, int] = {}  # completed per agent, shown on the bar
@@ -462,7 +511,16 @@ async def collect(
     failures_out: int | None = None
     try:
         with bar:
-            async for outcome in run_tasks(client, todo, concurrency, max_attempts, deadline_s):
+            async for outcome in run_tasks(client, todo, concurrency, max_attempts, deadline_s, ramp_step):
+                if outcome.retried:
+                    report.retried += len(outcome.retried)
+                    try:
+                        if failures_out is None:
+                            failures_out = _open_append(failures_path)
+                        append_line(failures_out, b"".join(orjson.dumps(r) + b"\n" for r in outcome.retried))
+                    except OSError as e:
+                        report.aborted = _write_error(failures_path, e)
+                        break
                 if outcome.result is not None:
                     try:
                         append_line(out, orjson.dumps(outcome.result) + b"\n")

@@ -24,6 +24,7 @@ import orjson
 from pydantic import BaseModel, Field
 
 from ngym.rollout.metrics import TASK_INDEX, agent_name, pass_at_k, token_usage
+from ngym.rollout.output import is_retried
 
 #: two-sided 95% quantiles of Student's t (0.975) by degrees of freedom; between the last entries
 #: the quantile is interpolated linearly in 1/df (exact to 3 decimals), beyond them it is the normal's
@@ -126,6 +127,8 @@ def evaluate(
             tokens[agent].append(out)
     failed: dict[str, dict[str, int]] = defaultdict(dict)
     for row in failures:
+        if is_retried(row):  # an attempt that was tried again: the rollout's outcome is elsewhere
+            continue
         agent, kind = agent_name(row), str(row.get("kind", "unknown"))
         failed[agent][kind] = failed[agent].get(kind, 0) + 1
     environments = []

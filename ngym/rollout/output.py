@@ -33,11 +33,20 @@ TASK_INDEX = "_ng_task_index"
 ROLLOUT_INDEX = "_ng_rollout_index"
 #: fingerprint of the materialized input row a rollout was run from (see ``collect.fingerprint``)
 INPUT_FP = "_ng_input_fp"
+#: marks a line of ``<out>_failures.jsonl`` that records a failed attempt which was tried again
+#: (e.g. ``replica_lost``): recorded, not a failed rollout, never scored
+RETRIED = "retried"
 #: files the collector writes next to ``<out>.jsonl``
 SIBLINGS = (
     "_materialized_inputs.jsonl", "_failures.jsonl", "_failures_previous.jsonl", "_set_aside.jsonl",
     "_agent_metrics.json", "_reward_profiling.jsonl", "_aggregate_metrics.json",
 )
+
+
+def is_retried(row: Any) -> bool:
+    """A failures-file line that records an attempt tried again, not a failed rollout: readers that
+    count failures skip it."""
+    return isinstance(row, dict) and row.get(RETRIED) is True
 
 
 def sibling(output: Path, suffix: str) -> Path:

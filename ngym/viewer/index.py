@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ngym.rollout.output import is_retried
+
 TASK_INDEX = "_ng_task_index"
 ROLLOUT_INDEX = "_ng_rollout_index"
 T = TypeVar("T")
@@ -179,7 +181,8 @@ class RunIndex:
                         row = orjson.loads(line)
                     except orjson.JSONDecodeError:
                         row = None
-                    self._add(source, pos, n, row)
+                    if not (source == FAILURES and is_retried(row)):  # an attempt tried again: not a failure
+                        self._add(source, pos, n, row)
                 pos += n
         self._ends[source] = pos
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import Request
+from pydantic import Field
 
 from ngym.config.schema import ServerConfig
 from ngym.models.server import ModelServer
@@ -17,6 +18,8 @@ from ngym.wire.responses import Response, ResponseCreateParams, Usage
 class ScriptedModelConfig(ServerConfig):
     #: seconds each call waits before answering
     delay_s: float = 0.0
+    #: calls answered at once (a GPU server's slots); more wait their turn. None: no bound
+    max_concurrent_calls: int | None = Field(None, ge=1)
     model_name: str = "scripted"
 
 
@@ -26,8 +29,16 @@ class ScriptedModel(ModelServer):
     def model_name(self) -> str:
         return self.config.model_name
 
+    _slots: asyncio.Semaphore | None = None
+
     async def responses(self, body: ResponseCreateParams, request: Request) -> Response:
-        if self.config.delay_s:
+        if self.config.max_concurrent_calls:
+            if self._slots is None:
+                self._slots = asyncio.Semaphore(self.config.max_concurrent_calls)
+            async with self._slots:
+                if self.config.delay_s:
+                    await asyncio.sleep(self.config.delay_s)
+        elif self.config.delay_s:
             await asyncio.sleep(self.config.delay_s)
         output = next_items(body)
         return Response(

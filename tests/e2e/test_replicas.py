@@ -119,6 +119,11 @@ def test_kill_9_of_a_replica_mid_collection_is_retried_exactly_once_and_reported
         keys = sorted((r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows)
         assert keys == [(t, r) for t in range(5) for r in range(60)]  # each exactly once
         assert all(r["reward"] == 1.0 for r in rows)  # a lost episode is never scored
+        # ... but its attempt is recorded: retried lines in the failures file, none a failed rollout
+        recorded = read_jsonl(workdir / "results/out_failures.jsonl")
+        assert recorded and all(r["retried"] is True and r["attempt"] >= 1 for r in recorded)
+        assert "replica_lost" in {r["kind"] for r in recorded}
+        assert f"{len(recorded)} failed attempt(s) were retried" in stdout
         # the replica was restarted and rejoined; the launcher said which one died, with its log
         deadline = time.monotonic() + 60
         while "restarted and answering" not in run.output and time.monotonic() < deadline:
