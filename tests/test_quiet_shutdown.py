@@ -19,11 +19,18 @@ SERVER = textwrap.dedent(
     from ngym.server.process import uvicorn_config
 
     app = FastAPI()
+    inside = 0
 
     @app.get("/slow")
     async def slow() -> dict[str, str]:
+        global inside
+        inside += 1
         await asyncio.sleep(60)
         return {"done": "yes"}
+
+    @app.get("/inside")
+    async def count() -> int:
+        return inside
 
     config = uvicorn_config(app, "127.0.0.1", int(sys.argv[1]))
     config.log_level = "warning"
@@ -57,7 +64,9 @@ def test_interrupt_with_requests_in_flight_prints_no_tracebacks() -> None:
                              stderr=subprocess.DEVNULL)
             for _ in range(3)
         ]
-        time.sleep(1.5)  # the three requests are in the handler
+        while httpx.get(f"http://127.0.0.1:{port}/inside", timeout=5).json() < 3:  # the three are in the handler
+            assert time.monotonic() < deadline + 60, "the slow requests never arrived"
+            time.sleep(0.1)
         server.send_signal(signal.SIGTERM)  # what the launcher sends its servers on Ctrl-C
         _, stderr = server.communicate(timeout=30)
         for c in clients:
