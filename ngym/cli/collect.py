@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from ngym.cli.common import DEPLOYMENT_KEYS, command_args, entrypoint, ignore_signals, load
 from ngym.rollout.collect import CollectArgs, CollectionReport, collect, iter_materialized, materialize, sibling, task_keys
+from ngym.data.sources import parse_columns
 from ngym.rollout.output import OutputLock, check_output
 from ngym.rollout.task_fields import check_task_fields
 from ngym.config.deployment import Deployment, build_deployment
@@ -37,7 +38,9 @@ at a time (<output>.lock).
 Against running servers (ng_run in another terminal):
   ng_collect_rollouts +input_jsonl_fpath=in.jsonl +output_jsonl_fpath=out.jsonl
 One-shot (start the servers, collect, stop them):
-  ng_collect_rollouts "+config_paths=[...]" +input_jsonl_fpath=in.jsonl +output_jsonl_fpath=out.jsonl"""
+  ng_collect_rollouts "+config_paths=[...]" +input_jsonl_fpath=in.jsonl +output_jsonl_fpath=out.jsonl
+A Parquet file or a saved Hugging Face dataset, its columns mapped to rows:
+  ng_collect_rollouts +input_jsonl_fpath=tasks.parquet "+input_columns={prompt: question}" +output_jsonl_fpath=out.jsonl"""
 
 
 def _one_shot(argv: list[str]) -> bool:
@@ -69,6 +72,7 @@ async def _collect_with(args: CollectArgs, client: ServerClient, show_progress: 
         num_repeats=args.num_repeats,
         add_seed=args.num_repeats_add_seed,
         overrides=args.responses_create_params,
+        columns=parse_columns(args.input_columns, "+input_columns") if args.input_columns is not None else None,
     )
     # rows against the task fields their environments declare (GET /spec), before anything is sent
     await check_task_fields(client, input_path, iter_materialized(materialized))

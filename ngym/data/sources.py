@@ -5,12 +5,16 @@ A Parquet file (``*.parquet``) or a folder written by ``datasets``' ``save_to_di
 split) is read into rows by a :class:`Columns` mapping:
 
 * a table that has a ``responses_create_params`` column is in ngym's own row format: its rows are
-  taken as they are (every column a key of the row);
+  taken as they are (every column a key of the row; null values left out);
 * otherwise ``prompt`` names the column holding the user's text (one user message), or
   ``messages`` the column holding the input messages (a list of ``{role, content}``);
   ``system_prompt`` adds a system message first; ``tools`` names a column of tool definitions;
 * the task fields (what the environment's verifier reads) are the other columns, or only those
   ``task_fields`` lists; ``rename`` renames columns (``{answer: expected_answer}``).
+
+Nested columns (``responses_create_params``, ``messages``, ``tools``) may hold JSON text: Parquet
+stores objects as structs whose fields are the union over all rows (a tool's parameters would gain
+the other tools' properties as nulls), so write nested JSON as text.
 
 Parquet needs ``pyarrow``, saved datasets ``datasets`` (``pip install 'ngym[hf-data]'``).
 """
@@ -108,10 +112,23 @@ def _records(path: Path, kind: str, split: str | None) -> Iterator[dict[str, Any
         yield dict(record)
 
 
+def _json(value: Any, column: str, where: str) -> Any:
+    """A nested column's value; JSON text is parsed (Parquet structs give every object the union of the
+    keys of all rows, so nested JSON such as tool definitions is best stored as text)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as e:
+        raise InputError(f"{where}: column {column!r} holds text that is not JSON ({e}): {value[:120]!r}") from None
+
+
 def to_row(record: dict[str, Any], columns: Columns, where: str) -> dict[str, Any]:
     """One table record as an ngym row (see the module's text)."""
     if PARAMS in record and columns.prompt is None and columns.messages is None:
-        return {columns.rename.get(k, k): v for k, v in record.items() if v is not None or k == PARAMS}
+        own = {columns.rename.get(k, k): v for k, v in record.items() if v is not None or k == PARAMS}
+        own[PARAMS] = _json(record[PARAMS], PARAMS, where)
+        return own
     if columns.prompt is None and columns.messages is None:
         raise InputError(
             f"{where}: the table has no {PARAMS} column, and the column mapping names neither prompt nor messages "
@@ -125,7 +142,7 @@ def to_row(record: dict[str, Any], columns: Columns, where: str) -> dict[str, An
     if columns.system_prompt:
         input_.append({"role": "system", "content": columns.system_prompt})
     if columns.messages:
-        messages = record[columns.messages]
+        messages = _json(record[columns.messages], columns.messages, where)
         if not isinstance(messages, list) or not all(isinstance(m, dict) and "role" in m for m in messages):
             raise InputError(f"{where}: column {columns.messages!r} must hold a list of {{role, content}} messages, not {str(messages)[:120]}")
         input_ += [{"role": m["role"], "content": m.get("content") or ""} for m in messages]
@@ -134,7 +151,7 @@ def to_row(record: dict[str, Any], columns: Columns, where: str) -> dict[str, An
         input_.append({"role": "user", "content": str(record[columns.prompt])})
     params: dict[str, Any] = {"input": input_}
     if columns.tools and record.get(columns.tools):
-        params["tools"] = record[columns.tools]
+        params["tools"] = _json(record[columns.tools], columns.tools, where)
     keep = columns.task_fields if columns.task_fields is not None else [c for c in record if c not in used]
     row: dict[str, Any] = {PARAMS: params}
     for column in keep:
