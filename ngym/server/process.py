@@ -6,7 +6,9 @@ servers (:mod:`ngym.server.host`) and by the collector (many sockets, many objec
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import os
 import resource
 import sys
@@ -46,7 +48,7 @@ def uvicorn_config(app: ASGIApp, host: str | None, port: int | None) -> Any:
     """How every ngym server is served (one place, so hosted and single servers behave the same)."""
     import uvicorn
 
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=host or "127.0.0.1",
         port=int(port or 0),
@@ -58,6 +60,26 @@ def uvicorn_config(app: ASGIApp, host: str | None, port: int | None) -> Any:
         loop=os.environ.get("NGYM_UVICORN_LOOP", "auto"),
         http="auto",
     )
+    quiet_shutdown()  # after uvicorn.Config, which (re)configures its loggers
+    return config
+
+
+class _DropShutdownCancellations(logging.Filter):
+    """A request still running when the server stops (Ctrl-C of a collection with a slow model) is
+    cancelled by uvicorn after its graceful-shutdown timeout; uvicorn then logs one traceback per
+    request ("Exception in ASGI application" ... ``CancelledError``): hundreds of screens of noise
+    that hide the one line that matters. Its own summary line ("Cancel N running task(s) ...") stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, asyncio.CancelledError)
+
+
+def quiet_shutdown() -> None:
+    """Install :class:`_DropShutdownCancellations` on uvicorn's error logger (once)."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _DropShutdownCancellations) for f in logger.filters):
+        logger.addFilter(_DropShutdownCancellations())
 
 
 def tune_gc() -> None:

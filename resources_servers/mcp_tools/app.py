@@ -9,24 +9,19 @@ one server. ``seed`` writes the task's ``initial_state``; ``verify`` reads the n
 ``state_tool`` and compares it with ``expected_state``: reward 1.0 iff equal (every key, every value,
 no extra key); the verify response lists missing, wrong and extra keys and ``key_accuracy``.
 
-The typed contract declares tools statically (``@tool``); an MCP server's tools are only known once
-it runs, so this environment adds their routes and seed answer itself (``setup_webserver``).
+An MCP server's tools are only known once it runs: they are the environment's run-time tools
+(``Environment.runtime_tools`` / ``call_runtime_tool``), offered and routed by the contract like
+``@tool`` ones; ``teardown`` closes the MCP session.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
-import orjson
-from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
-from starlette.responses import Response as HTTPResponse
 
-from ngym.env import EnvConfig, Environment, Verdict, VerifierError
-from ngym.server.sessions import session_id
+from ngym.env import EnvConfig, Environment, ToolError, Verdict, VerifierError
 from ngym.wire.responses import Response
 from resources_servers.mcp_tools.mcp_bridge import McpConnection, McpError, McpServerConfig, model_tool, result_json
 
@@ -48,10 +43,6 @@ class McpToolsConfig(EnvConfig):
     state_tool: str = "snapshot"
     reset_tool: str | None = "reset"
     max_calls: int = Field(50, ge=1, description="tool calls per episode")
-
-
-def _json(value: Any, status: int = 200) -> HTTPResponse:
-    return HTTPResponse(orjson.dumps(value), status_code=status, media_type="application/json")
 
 
 class McpToolsEnvironment(Environment[KvTask, McpState]):
@@ -104,50 +95,27 @@ class McpToolsEnvironment(Environment[KvTask, McpState]):
                        key_accuracy=round(right / max(1, len(expected) + len(extra)), 4),
                        final_state=final, tool_calls=self.state.calls)
 
-    # ---- the MCP server's tools as routes -------------------------------------------------------
+    # ---- the MCP server's tools, offered to the model as ordinary tools ------------------------
 
-    def setup_webserver(self) -> FastAPI:
-        app = super().setup_webserver()
+    async def runtime_tools(self) -> list[dict[str, Any]]:
+        return self.model_tools
 
-        @app.post("/{tool_name}", response_model=None)
-        async def call_tool(tool_name: str, request: Request, body: dict[str, Any] | None = None) -> HTTPResponse:
-            await self._ensure_setup()
-            if tool_name not in self.visible:
-                return _json({"error": f"no tool {tool_name!r}; the tools are {sorted(self.visible)}"}, 404)
-            episode = self.episodes.get(session_id(request))
-            state = cast(McpState, episode.state) if episode is not None else None
-            if state is None or not state.namespace:
-                return _json({"error": "no episode: POST /seed_session first and keep its cookie"})
-            arguments = dict(body or {})
-            if self.config.namespace_argument in arguments:
-                return _json({"error": f"unknown argument {self.config.namespace_argument!r}"})
-            if state.calls >= self.config.max_calls:
-                return _json({"error": f"at most {self.config.max_calls} tool calls per task"})
-            state.calls += 1
-            arguments[self.config.namespace_argument] = state.namespace
-            return _json(await self._call(tool_name, arguments))
+    async def call_runtime_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+        if name not in self.visible:  # listed by the MCP server but hidden from the model
+            raise ToolError(f"no tool {name!r}; the tools are {sorted(self.visible)}")
+        if not self.state.namespace:
+            raise ToolError("no episode: POST /seed_session first and keep its cookie")
+        if self.config.namespace_argument in arguments:
+            raise ToolError(f"unknown argument {self.config.namespace_argument!r}")
+        if self.state.calls >= self.config.max_calls:
+            raise ToolError(f"at most {self.config.max_calls} tool calls per task")
+        self.state.calls += 1
+        return await self._call(name, {**arguments, self.config.namespace_argument: self.state.namespace})
 
-        inner = app.router.lifespan_context
-
-        @asynccontextmanager
-        async def lifespan(asgi: Any) -> AsyncIterator[Any]:
-            async with inner(asgi) as state:
-                yield state
-            connection = getattr(self, "connection", None)
-            if connection is not None:  # the session, and the server process the environment started
-                await connection.close()
-
-        app.router.lifespan_context = lifespan
-        return app
-
-    def _seed_endpoint(self, decl: Any) -> Any:
-        declared = super()._seed_endpoint(decl)
-
-        async def seed_session(request: Request, body: dict[str, Any] | None = None) -> HTTPResponse:
-            await declared(request, body)
-            return _json({"tools": self.model_tools})  # the MCP server's tools, not the (no) declared ones
-
-        return seed_session
+    async def teardown(self) -> None:
+        connection = getattr(self, "connection", None)
+        if connection is not None:  # the session, and the server process the environment started
+            await connection.close()
 
 
 if __name__ == "__main__":

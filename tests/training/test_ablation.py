@@ -19,13 +19,17 @@ def test_ablation_two_steps_every_arm_every_environment(tmp_path: Path) -> None:
     module = load_example("multienv_ablation")
     summary = module.main([
         "--steps", "2", "--eval-every", "1", "--eval-tasks", "2", "--eval-k", "1", "--generations", "2",
-        "--max-tokens", "8", "--out", str(tmp_path),
+        "--max-tokens", "8", "--imbalance", "2", "--out", str(tmp_path),
     ])
     envs = {"brevity_simple_agent", "instruction_following_simple_agent"}
     arms = {arm["arm"]: arm for arm in summary["arms"]}
-    assert set(arms) == {"brevity", "instruction_following", "mix"}
+    assert set(arms) == {"brevity", "instruction_following", "mix", "imbalanced_2x_naive", "imbalanced_2x_balanced"}
     assert arms["brevity"]["trained_on"] == ["brevity_simple_agent"]
     assert arms["mix"]["trained_on"] == sorted(envs)
+    # 4 prompts in the budget; instruction_following has half of brevity's rows: the balanced mix
+    # still trains on both equally, the naive one on whatever the shuffle gives
+    assert arms["imbalanced_2x_balanced"]["prompts_per_env"] == {"brevity_simple_agent": 2, "instruction_following_simple_agent": 2}
+    assert sum(arms["imbalanced_2x_naive"]["prompts_per_env"].values()) == 4
     for arm in arms.values():
         assert set(arm["before"]) == set(arm["after"]) == set(arm["difference"]) == envs  # every env, held out
         assert [c["step"] for c in arm["curve"]] == [0, 1, 2]
@@ -33,6 +37,6 @@ def test_ablation_two_steps_every_arm_every_environment(tmp_path: Path) -> None:
             assert d["paired_tasks"] == 2 and d["ci95_low"] <= d["difference"] <= d["ci95_high"]
         assert len(arm["train_history"]) == 2
     saved = json.loads((tmp_path / "summary.json").read_text())
-    assert len(saved["arms"]) == 3
+    assert len(saved["arms"]) == 5
     table = (tmp_path / "table.md").read_text()
-    assert table.count("| brevity_simple_agent |") == 3
+    assert table.count("| brevity_simple_agent |") == 5
