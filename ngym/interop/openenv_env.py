@@ -6,6 +6,9 @@ state; a session is one WebSocket connection of OpenEnv's ``EnvClient`` (its HTT
 ``/step`` routes are stateless: each builds a fresh environment). This server maps them onto ngym's
 episode:
 
+The OpenEnv server is named by ``openenv_url``, or served by this process (``openenv_app``:
+``module:attribute`` of an OpenEnv app, started on a free loopback port at the first episode).
+
 * ``/seed_session`` opens one OpenEnv client session for the episode and resets it with the row's
   ``reset`` arguments (``seed``, ``episode_id`` or the environment's own keywords); it answers the
   first observation;
@@ -29,7 +32,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -51,12 +57,40 @@ class UnsupportedOpenEnv(InputError):
     object of fields), or an OpenEnv server that cannot be reached."""
 
 
-def _client(url: str) -> Any:
+def _client(url: str, message_timeout_s: float = 60.0) -> Any:
     try:
         from openenv.core import GenericEnvClient
     except ImportError:
         raise UnsupportedOpenEnv("openenv-core is not installed: pip install 'ngym[openenv]'") from None
-    return GenericEnvClient(base_url=url)
+    return GenericEnvClient(base_url=url, message_timeout_s=message_timeout_s)
+
+
+def serve_in_thread(target: str, timeout_s: float = 180.0) -> str:
+    """Serve the OpenEnv app ``module:attribute`` with uvicorn in a daemon thread of this process, on a
+    free loopback port; returns its URL once ``/health`` answers."""
+    import importlib
+
+    import uvicorn
+
+    module, _, attribute = target.partition(":")
+    try:
+        app = getattr(importlib.import_module(module), attribute or "app")
+    except (ImportError, AttributeError) as e:
+        raise UnsupportedOpenEnv(f"openenv_app {target!r} cannot be loaded ({type(e).__name__}: {e}); write module:attribute, e.g. resources_servers.openenv.guess_env.server:app") from None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    threading.Thread(target=server.run, name=f"openenv:{target}", daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise UnsupportedOpenEnv(f"openenv_app {target!r} did not answer on {url} within {timeout_s:.0f} s")
 
 
 def fetch_schema(url: str, timeout_s: float = 10.0) -> dict[str, Any]:
@@ -112,7 +146,10 @@ def split_observation(payload: dict[str, Any]) -> tuple[dict[str, Any], float | 
 
 class OpenEnvConfig(ResourcesServerConfig):
     #: the OpenEnv server's base URL (http:// or ws://)
-    openenv_url: str
+    openenv_url: str | None = None
+    #: or an OpenEnv app (``module:attribute``, e.g. ``resources_servers.openenv.guess_env.server:app``)
+    #: served by this process on a free loopback port, started at the first episode
+    openenv_app: str | None = None
     #: the tool that takes the OpenEnv action
     tool_name: str = "step"
     #: the episode's reward: the sum of the step rewards (its return) or the last one
@@ -146,16 +183,29 @@ class OpenEnvServer(ResourcesServer):
         super().__init__(*args, **kwargs)
         self.episodes: SessionStore[Episode] = SessionStore(ttl_s=self.config.session_ttl_s)
         self._checked = False
+        self._start_lock = threading.Lock()
+        self._url: str | None = self.config.openenv_url
 
     def setup_webserver(self) -> FastAPI:
         app = super().setup_webserver()
         app.post(f"/{self.config.tool_name}")(self.step)
         return app
 
+    @property
+    def url(self) -> str:
+        assert self._url is not None, "the OpenEnv server is not known yet"
+        return self._url
+
     def _check(self) -> None:
-        """Refuse an environment that cannot be served (once, at the first episode)."""
-        if not self._checked:
-            action_parameters(fetch_schema(self.config.openenv_url), self.config.openenv_url)
+        """Find (or start) the OpenEnv server and refuse an environment that cannot be served (once)."""
+        with self._start_lock:
+            if self._checked:
+                return
+            if self._url is None:
+                if not self.config.openenv_app:
+                    raise UnsupportedOpenEnv("neither openenv_url nor openenv_app is set: name the OpenEnv server's URL, or its app (module:attribute)")
+                self._url = serve_in_thread(self.config.openenv_app)
+            action_parameters(fetch_schema(self.url), self.url)
             self._checked = True
 
     async def seed_session(self, body: OpenEnvTask, request: Request) -> dict[str, Any]:  # type: ignore[override]
@@ -167,14 +217,13 @@ class OpenEnvServer(ResourcesServer):
         old = self.episodes.pop(sid, None)
         if old is not None:
             await _close(old.client)
-        client = _client(self.config.openenv_url)
-        client._message_timeout = self.config.message_timeout_s
+        client = _client(self.url, self.config.message_timeout_s)
         try:
             first = await client.reset(**body.reset)
         except Exception as e:  # noqa: BLE001 - OpenEnv's client raises ConnectionError/RuntimeError with the server's words
             await _close(client)
             raise RolloutError(
-                f"{self.config.name}: OpenEnv reset at {self.config.openenv_url} with {body.reset} failed: {e}",
+                f"{self.config.name}: OpenEnv reset at {self.url} with {body.reset} failed: {e}",
                 kind=FailureKind.RESOURCES_ERROR, status=502,
             ) from None
         episode = Episode(client)
@@ -198,7 +247,7 @@ class OpenEnvServer(ResourcesServer):
                 return {"error": str(e), "done": False}
             except Exception as e:  # noqa: BLE001 - the connection is gone: the episode cannot go on
                 raise RolloutError(
-                    f"{self.config.name}: OpenEnv step at {self.config.openenv_url} failed: {type(e).__name__}: {e}",
+                    f"{self.config.name}: OpenEnv step at {self.url} failed: {type(e).__name__}: {e}",
                     kind=FailureKind.RESOURCES_ERROR, status=502,
                 ) from None
         episode.steps += 1

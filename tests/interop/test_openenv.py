@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -49,11 +50,11 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float
     raise TimeoutError(url)
 
 
-def start(args: list[str], health: str) -> subprocess.Popen[bytes]:
+def start(args: list[str], health: str, cwd: Path = REPO) -> subprocess.Popen[bytes]:
     """A server process; its output goes to a file (a pipe nobody reads would block it once full)."""
     log = Path(tempfile.mkstemp(prefix="ngym-openenv-", suffix=".log")[1])
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=command_env(), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, *args], cwd=cwd, env=command_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_up(health, proc, log)
     except BaseException:
@@ -188,6 +189,16 @@ async def test_an_mcp_environment_is_refused_naming_what_it_is(mcp_url: str) -> 
 
 
 @pytest.mark.anyio
+async def test_an_app_that_cannot_be_loaded_is_named() -> None:
+    client = wire({"env": make(OpenEnvServer, "env", domain="games", openenv_app="no_such_module:app")})
+    answer = await client.post("env", "/seed_session", json={"reset": {"seed": 0}})
+    assert answer.status_code == 400 and "openenv_app 'no_such_module:app' cannot be loaded" in answer.json()["error"]
+    client = wire({"env": make(OpenEnvServer, "env", domain="games")})
+    answer = await client.post("env", "/seed_session", json={"reset": {"seed": 0}})
+    assert answer.status_code == 400 and "neither openenv_url nor openenv_app is set" in answer.json()["error"]
+
+
+@pytest.mark.anyio
 async def test_an_unreachable_server_is_named() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     client = wire({"env": make(OpenEnvServer, "env", domain="games", openenv_url=url)})
@@ -196,13 +207,14 @@ async def test_an_unreachable_server_is_named() -> None:
 
 
 @pytest.mark.slow
-def test_collect_rollouts_end_to_end_with_the_simple_agent(workdir: Path, guess_url: str) -> None:
-    """ng_run (the openenv environment, simple_agent, the scripted model) and ng_collect_rollouts over the
-    5 example rows: the scripted policy plays by the environment's hints and wins each game."""
+def test_collect_rollouts_end_to_end_with_the_simple_agent(workdir: Path) -> None:
+    """ng_run (the openenv environment as configured: the guess environment's OpenEnv app served in the
+    environment's process; simple_agent; the scripted model) and ng_collect_rollouts over the 5 example
+    rows: the scripted policy plays by the environment's hints and wins each game."""
     model = "responses_api_models/openai_model/configs/openai_model.yaml"
     config = "resources_servers/openenv/configs/openenv.yaml"
     port = free_port()
-    run = NgRun([f"+config_paths=[{model},{config}]", f"+openenv.resources_servers.openenv.openenv_url={guess_url}", f"+head_server.port={port}"], workdir)
+    run = NgRun([f"+config_paths=[{model},{config}]", f"+head_server.port={port}"], workdir)
     try:
         run.wait_ready()
         out = workdir / "results" / "openenv.jsonl"
@@ -224,25 +236,32 @@ def test_collect_rollouts_end_to_end_with_the_simple_agent(workdir: Path, guess_
 # ---- (b) an ngym environment behind OpenEnv's interface ---------------------------------------------------
 
 
+DOC = REPO / "docs" / "interop.md"
+
+
+def doc_command(prefix: str) -> list[str]:
+    """The ``$ <prefix> ...`` line of docs/interop.md, split as the shell would."""
+    line = next(line for line in DOC.read_text().splitlines() if line.startswith(f"$ {prefix}"))
+    return shlex.split(line[2:].removesuffix(" &"))
+
+
 @pytest.fixture(scope="module")
 def ngym_as_openenv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """example_multi_step started by ng_run; OpenEnv's server for it found through the head server."""
+    """docs/interop.md's commands: example_multi_step started by ng_run, and OpenEnv's server for it
+    (ngym.interop.openenv_serve) found through the head server."""
     work = tmp_path_factory.mktemp("ngym_as_openenv")
-    (work / "resources_servers").symlink_to(REPO / "resources_servers")
-    (work / "env.yaml").write_text("{}\n")
-    (work / "ms.yaml").write_text(
-        "multi_step:\n  resources_servers:\n    example_multi_step:\n      entrypoint: app.py\n      domain: instruction_following\n"
-    )
+    for folder in ("resources_servers", "responses_api_models"):
+        (work / folder).symlink_to(REPO / folder)
+    (work / "env.yaml").write_text("policy_base_url: http://127.0.0.1:9/v1\npolicy_api_key: unused\npolicy_model_name: unused\n")
     head = free_port()
-    run = NgRun(["+config_paths=[ms.yaml]", f"+head_server.port={head}"], work)
+    ng_run = doc_command("ng_run \"+config_paths=[resources_servers/example_multi_step")
+    run = NgRun([*ng_run[1:], f"+head_server.port={head}"], work)
     try:
         run.wait_ready()
         port = free_port()
-        proc = start(
-            ["-m", "ngym.interop.openenv_serve", "--head-url", f"http://127.0.0.1:{head}", "--resources-server", "multi_step",
-             "--rows", str(MULTI_STEP_ROWS), "--port", str(port), "--max-steps", "6"],
-            f"http://127.0.0.1:{port}/health",
-        )
+        serve = [a.replace("http://127.0.0.1:11000", f"http://127.0.0.1:{head}") for a in doc_command("python -m ngym.interop.openenv_serve")]
+        serve[serve.index("--port") + 1] = str(port)
+        proc = start([*serve[1:], "--max-steps", "6"], f"http://127.0.0.1:{port}/health", cwd=work)
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
@@ -252,8 +271,14 @@ def ngym_as_openenv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         run.proc.wait(30)
 
 
-def synonyms_of(row_text: str, term: str) -> list[str]:
-    return re.findall(rf"The term '{term}' has a synonym '([^']+)'\.", row_text)
+@pytest.mark.slow
+def test_the_docs_client_example_plays_an_ngym_environment(ngym_as_openenv: str) -> None:
+    block = re.search(r"```python\n(.*?)```", DOC.read_text().split("### An ngym environment for OpenEnv clients")[1], flags=re.S)
+    assert block is not None
+    code = block.group(1).replace('URL = "http://127.0.0.1:8000"', f'URL = "{ngym_as_openenv}"')
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["['get_synonym_value', 'extract_synonym_values']", "True 1.0"]
 
 
 @pytest.mark.slow
