@@ -220,7 +220,13 @@ class OpenEnvServer(ResourcesServer):
         client = _client(self.url, self.config.message_timeout_s)
         try:
             first = await client.reset(**body.reset)
-        except Exception as e:  # noqa: BLE001 - OpenEnv's client raises ConnectionError/RuntimeError with the server's words
+        except RuntimeError as e:  # the environment's own answer: the row's reset arguments are wrong for it
+            await _close(client)
+            raise RolloutError(
+                f"{self.config.name}: the OpenEnv environment at {self.url} refused reset({body.reset}): {e}",
+                kind=FailureKind.BAD_INPUT, status=400,
+            ) from None
+        except Exception as e:  # noqa: BLE001 - the server cannot be reached (ConnectionError, timeouts)
             await _close(client)
             raise RolloutError(
                 f"{self.config.name}: OpenEnv reset at {self.url} with {body.reset} failed: {e}",
@@ -261,7 +267,7 @@ class OpenEnvServer(ResourcesServer):
         if episode is None:
             raise RolloutError(
                 f"{self.config.name}: no OpenEnv episode for this session (was /seed_session called with the row, and its "
-                f"cookie passed on?)", kind=FailureKind.VERIFIER_ERROR, status=500,
+                f"cookie passed on?)", kind=FailureKind.VERIFIER_ERROR, status=409,  # the caller's mistake: never a reward
             )
         await _close(episode.client)
         rewards = episode.rewards

@@ -155,7 +155,9 @@ async def test_episodes_are_separate_sessions_and_bad_actions_are_answered(guess
     assert (await client.post("env", "/verify", json={**rows[0], "response": {"output": []}}, cookies=a)).json()["reward"] == 0.0
     assert (await client.post("env", "/verify", json={**rows[1], "response": {"output": []}}, cookies=b)).json()["reward"] == 1.0
     missing = await client.post("env", "/verify", json={**rows[0], "response": {"output": []}}, cookies=a)
-    assert missing.status_code == 500 and missing.json()["kind"] == "verifier_error", "the session is closed by verify"
+    assert missing.status_code == 409 and missing.json()["kind"] == "verifier_error", "the session is closed by verify"
+    refused = await client.post("env", "/seed_session", json={"reset": {"seed": [1]}})  # the environment refuses it
+    assert refused.status_code == 400 and refused.json()["kind"] == "bad_input" and "refused reset({'seed': [1]})" in refused.json()["error"]
 
 
 @pytest.mark.anyio
