@@ -40,4 +40,14 @@ if [ "${NGYM_TRAIN:-0}" = 1 ]; then
   fi
 fi
 # --- end training extra ---
+# --- Ray placement (docs/scale-out.md): only with NGYM_RAY=1 (scripts/test.sh sets it: the Ray tests run in CI) ---
+if [ "${NGYM_RAY:-0}" = 1 ]; then
+  ray_stamp="$ROOT/.venv/.ngym-ray-installed"
+  if [ ! -f "$ray_stamp" ] || [ "$ROOT/pyproject.toml" -nt "$ray_stamp" ]; then
+    echo "setup: installing the ray extra (ray, one ~80 MB wheel; about 20 s)" >&2
+    "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[ray]"
+    touch "$ray_stamp"
+  fi
+fi
+# --- end Ray placement ---
 export PATH="$ROOT/.venv/bin:$PATH"

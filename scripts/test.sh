@@ -4,6 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export NGYM_TRAIN="${NGYM_TRAIN:-1}"  # the tests include 2 real GRPO steps: install the train extra (NGYM_TRAIN=0 skips)
+export NGYM_RAY="${NGYM_RAY:-1}"  # the tests place servers on real Ray clusters: install the ray extra (NGYM_RAY=0 skips)
 source "$ROOT/scripts/setup.sh"
 # --- ng_viewer's browser test: headless Chromium and its driver (Debian packages), root only ---
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then

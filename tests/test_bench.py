@@ -48,3 +48,50 @@ def test_per_env_rows_takes_n_per_environment_in_blocks(tmp_path: Path) -> None:
     wrong = subprocess.run([sys.executable, "bench/per_env_rows.py", str(source), str(out), "--order", "d"],
                            cwd=REPO, capture_output=True, text=True, timeout=60)
     assert wrong.returncode != 0 and "['d']" in wrong.stderr and "['a', 'b', 'c']" in wrong.stderr
+
+
+# ---- bench/peers.py: the peers on the same workload ------------------------------------------------
+# The peers (verifiers, skyrl-gym, openenv-core) live in their own virtual environments
+# (`python bench/peers.py --setup`, under .venv-peers/): CI does not install them, so the smoke test
+# runs only the peers whose venv is there and is skipped when none is.
+
+PEER_VENVS = REPO / ".venv-peers"
+
+
+def test_peer_seed_restates_ngyms_tools_and_rewards() -> None:
+    sys.path.insert(0, str(REPO / "bench" / "peer_envs"))
+    try:
+        import seed
+    finally:
+        sys.path.pop(0)
+    from resources_servers.example_multi_step.app import synonym_value
+
+    row = seed.seed_row(seed.MULTI_STEP)
+    expected = row["expected_synonym_values"]
+    assert [synonym_value(s) for s in row["expected_synonyms"]] == expected
+    assert json.loads(seed.run_tool("get_synonym_value", '{"synonym": "Blazing"}')) == {"synonym_value": synonym_value("Blazing")}
+    right = [("get_synonym_value", '{"synonym": "Blazing"}'), ("extract_synonym_values", json.dumps({"synonym_values": expected}))]
+    assert seed.reward(seed.MULTI_STEP, right, expected) == 1.0
+    assert seed.reward(seed.MULTI_STEP, [("extract_synonym_values", json.dumps({"synonym_values": expected[::-1]}))], expected) == 0.0
+    assert seed.reward(seed.MULTI_STEP, [("get_synonym_value", '{"synonym": "Blazing"}')], expected) == 0.0
+    assert seed.reward(seed.MULTI_STEP, [("extract_synonym_values", "not json")], expected) == 0.0
+    assert seed.reward(seed.WEATHER, [], None) == 1.0
+    assert seed.chat_messages(seed.seed_row(seed.WEATHER))[0]["role"] == "system"
+    assert [t["function"]["name"] for t in seed.chat_tools(row)] == ["get_synonym_value", "extract_synonym_values"]
+    assert seed.mix(3) == [seed.WEATHER, seed.MULTI_STEP, seed.WEATHER]
+
+
+def test_peers_smoke(tmp_path: Path) -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from peers import PEERS, peer_python
+    finally:
+        sys.path.pop(0)
+    present = [p for p in PEERS if peer_python(PEER_VENVS, p).exists()]
+    if not present:
+        pytest.skip("no peer venv under .venv-peers/ (python bench/peers.py --setup); CI does not install the peers")
+    records = run("peers.py", "--rollouts", "8", "--modes", "oneshot", "--peers", ",".join(present), out=tmp_path / "p.jsonl")
+    assert [r["system"].split()[0] for r in records] == ["ngym", *present]
+    for r in records:
+        assert r["written"] == 8 and r["failures"] == 0 and r["mean_reward"] == 1.0, r
+        assert r["model_calls_per_rollout"] == 3.0 and r["cpu_ms_per_rollout"] > 0 and r["peak_rss_mb"] > 0, r

@@ -21,7 +21,8 @@ resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml
 Put policy_base_url, policy_api_key and policy_model_name in env.yaml (or pass them as +key=value).
 Optional: +head_server.port=11000, +default_host=127.0.0.1, +startup_timeout_s=180. A server that
 dies is restarted (+max_restarts=3 times, waiting +restart_backoff_s=1 × 2^n seconds first) while
-the others keep serving; +max_restarts=0 stops everything instead."""
+the others keep serving; +max_restarts=0 stops everything instead. On a Ray cluster: +ray=true
+(a local one, stopped on exit) or +ray_head_node_address=auto|<host:port> (docs/scale-out.md)."""
 
 
 class RunArgs(BaseModel):
@@ -40,8 +41,14 @@ def main(argv: list[str]) -> int:
     if not deployment.servers:
         print("error: no server instances in the config. Pass \"+config_paths=[...]\" with at least one server.", file=sys.stderr)
         return 2
+    placement = None
+    if deployment.ray is not None:  # Ray is imported only then
+        from ngym.launch.ray_placement import RayPlacement
+
+        placement = RayPlacement(deployment)
     launcher = Launcher(
         deployment,
+        placement=placement,
         startup_timeout_s=args.startup_timeout_s,
         max_restarts=args.max_restarts,
         restart_backoff_s=args.restart_backoff_s,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from ngym.cli.common import entrypoint, load
@@ -39,9 +41,17 @@ def main(argv: list[str]) -> int:
             except httpx.HTTPError:
                 ok, status = False, "connection_error"
             healthy += ok
+            name = inst["name"] + (f"#{inst['replica']}" if inst.get("replica") else "")
             print(
-                f"{i:>2} {'✓' if ok else '✗'} {inst['name']:<45} {inst['kind']:<9} {inst['url']:<24} "
+                f"{i:>2} {'✓' if ok else '✗'} {name:<45} {inst['kind']:<9} {inst['url']:<24} "
                 f"pid {inst['pid']:<7} up {_uptime(inst['uptime_seconds'])} {'' if ok else status}"
             )
+            last = inst.get("last_exit")
+            if last:  # a server that died and was restarted: when, where, and its last lines
+                where = f" on node {last['node']}" if last.get("node") else ""
+                print(f"     restarted {inst.get('restarts', 0)} time(s); the last exit: code {last['code']}{where} "
+                      f"(pid {last['pid']}), {_uptime(time.time() - last['at'])} ago. Its last log lines:")
+                for line in last.get("log_tail", [])[-5:]:
+                    print(f"       {line}")
     print(f"{healthy} healthy, {len(instances) - healthy} unhealthy")
     return 0 if healthy == len(instances) else 1

@@ -7,6 +7,7 @@ A server instance is a top-level key (not reserved) shaped ``name: {type: {impl:
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import difflib
 import random
 import socket
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 
 from ngym.config.instance import InstanceShapeError, ServerInstance, read_instance
 from ngym.config.paths import PARENT_DIR
-from ngym.config.schema import RESERVED_KEYS, SERVER_TYPES, HeadServerConfig, ServerConfig
+from ngym.config.schema import RESERVED_KEYS, SERVER_TYPES, HeadServerConfig, RayClusterConfig, ServerConfig
 from ngym.errors import AlmostServerError, ConfigError, PortError, ServerRefError, ServerTypeError
 
 KIND_NAMES = {
@@ -45,6 +46,12 @@ class ServerSpec:
     replica: int = 0
     #: every replica's port (``num_replicas`` > 1), [0] being ``port``; empty: one process
     replica_ports: list[int] = field(default_factory=list)
+    #: every replica's host when they differ (Ray placement), [0] being ``host``; empty: all on ``host``
+    replica_hosts: list[str] = field(default_factory=list)
+    #: ``placement`` of the config (Ray: resources and node constraints per replica), validated
+    placement: dict[str, Any] | None = None
+    #: the config sets ``port`` (else ng_run picked it; on Ray each node picks its own)
+    port_pinned: bool = False
 
     @property
     def kind(self) -> str:
@@ -59,7 +66,9 @@ class ServerSpec:
         """One spec per process serving this instance (itself alone unless ``num_replicas`` > 1)."""
         if len(self.replica_ports) <= 1:
             return [self]
-        return [dataclasses.replace(self, port=p, replica=i) for i, p in enumerate(self.replica_ports)]
+        hosts = self.replica_hosts or [self.host] * len(self.replica_ports)
+        return [dataclasses.replace(self, host=h, port=p, replica=i)
+                for i, (h, p) in enumerate(zip(hosts, self.replica_ports, strict=True))]
 
     @property
     def replica_urls(self) -> list[str]:
@@ -82,6 +91,8 @@ class Deployment:
     head: HeadServerConfig = field(default_factory=HeadServerConfig)
     #: instances hosted together in one process (``colocate:`` in the config), in config order
     colocated: list[str] = field(default_factory=list)
+    #: the servers run on a Ray cluster (``ray: true`` / ``ray_head_node_address``); None: on this machine
+    ray: RayClusterConfig | None = None
 
     def of_type(self, server_type: str) -> list[ServerSpec]:
         return [s for s in self.servers.values() if s.type == server_type]
@@ -184,6 +195,21 @@ def _check_refs(found: dict[str, ServerInstance], sources: dict[str, str]) -> No
             )
 
 
+def ray_cluster_config(cfg: DictConfig) -> RayClusterConfig | None:
+    """The config's ``ray`` / ``ray_head_node_address``, validated; None unless servers go on Ray."""
+    values = {k: _plain(cfg.get(k)) for k in ("ray", "ray_head_node_address") if cfg.get(k) is not None}
+    try:
+        ray = RayClusterConfig.model_validate(values)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{key}={first.get('input')!r}: {first['msg']}. Examples: +ray=true (a local Ray cluster), "
+            f"+ray_head_node_address=auto (the cluster running on this machine), +ray_head_node_address=10.0.0.5:6379."
+        ) from None
+    return ray if ray.wanted else None
+
+
 def head_server_config(cfg: DictConfig, default_host: str = "127.0.0.1") -> HeadServerConfig:
     """``head_server`` of the config, validated (a bad or out-of-range port is a :class:`PortError`)."""
     given = cfg.get("head_server")
@@ -259,26 +285,36 @@ def build_deployment(
     if head.port == 0 and assign_ports:
         head.port = pick_free_port(head.host, low, high, set())
     cfg.head_server = {"host": head.host, "port": head.port}
-    taken: dict[int, str] = {head.port: "head_server"}
-    deployment = Deployment(config=cfg, head=head)
+    taken: Taken = {(_machine(head.host), head.port): "head_server"}
+    deployment = Deployment(config=cfg, head=head, ray=ray_cluster_config(cfg))
     for name, instance in found.items():
         server_type, impl = instance.server_type, instance.impl
         node = cfg[name][server_type][impl]
         host = str(node.get("host") or default_host)
         port = int(node.get("port") or 0)
+        pinned = port != 0
         check_port(name, port)
         if port:
-            if port in taken:
+            if (_machine(host), port) in taken:
                 raise PortError(
-                    f"Port {port} is set for both {taken[port]!r} and {name!r}{_where(name, sources)}. "
+                    f"Port {port} is set for both {taken[_machine(host), port]!r} and {name!r}{_where(name, sources)}. "
                     f"Give each instance its own port, or remove 'port' to have one assigned."
                 )
         elif assign_ports:
-            port = pick_free_port(host, low, high, set(taken))
-        taken[port] = name
+            port = pick_free_port(host, low, high, {p for _, p in taken})
+        taken[_machine(host), port] = name
         node.host = host
         node.port = port
-        replica_ports = _replica_ports(name, node, port, host, taken, low, high, assign_ports)
+        count = int(node.get("num_replicas") or 1)  # checked >= 1 by ServerConfig
+        replica_hosts = [str(h) for h in (node.get("replica_hosts") or [])]
+        if replica_hosts and (len(replica_hosts) != count or replica_hosts[0] != host):
+            raise ConfigError(
+                f"{name}: replica_hosts {replica_hosts} does not match num_replicas={count} and "
+                f"host={host!r} (it lists every replica's host, the first being host; ng_run fills it in on Ray). "
+                f"Remove replica_hosts."
+            )
+        replica_ports = _replica_ports(name, node, port, replica_hosts or [host] * count, taken, low, high, assign_ports)
+        placement = _plain(node.get("placement"))
         entrypoint = instance.entrypoint
         deployment.servers[name] = ServerSpec(
             name=name,
@@ -290,8 +326,11 @@ def build_deployment(
             dir=_server_dir(server_type, impl, entrypoint),
             source=sources.get(name),
             replica_ports=replica_ports,
+            replica_hosts=replica_hosts if len(replica_ports) > 1 else [],
+            placement=placement if isinstance(placement, dict) else None,
+            port_pinned=pinned,
         )
-    cfg.disallowed_ports = sorted(taken)
+    cfg.disallowed_ports = sorted({p for _, p in taken})
     deployment.colocated = _colocated(cfg.get("colocate"), list(deployment.servers))
     replicated = [n for n in deployment.colocated if len(deployment.servers[n].replica_ports) > 1]
     if replicated:
@@ -302,12 +341,28 @@ def build_deployment(
     return deployment
 
 
+#: the ports in use, by machine (see :func:`_machine`) and port: what holds each
+Taken = dict[tuple[str, int], str]
+
+
+def _machine(host: str) -> str:
+    """Which machine an address is on, for port clashes: this one for loopback and any-address
+    binds, else the address itself (Ray places servers on other nodes, where a port may repeat)."""
+    if host in ("", "0.0.0.0", "::", "localhost"):
+        return "local"
+    try:
+        return "local" if ipaddress.ip_address(host.strip("[]")).is_loopback else host
+    except ValueError:
+        return host
+
+
 def _replica_ports(
-    name: str, node: Any, port: int, host: str, taken: dict[int, str], low: int, high: int, assign: bool
+    name: str, node: Any, port: int, hosts: list[str], taken: Taken, low: int, high: int, assign: bool
 ) -> list[int]:
     """Every replica's port ([0] is ``port``), written back to the config as ``replica_ports`` so
-    every process of the deployment (and its clients) knows them; [] for one process."""
-    count = int(node.get("num_replicas") or 1)  # checked >= 1 by ServerConfig
+    every process of the deployment (and its clients) knows them; [] for one process. ``hosts``:
+    each replica's host."""
+    count = len(hosts)
     if count == 1:
         return []
     given = [int(p) for p in (node.get("replica_ports") or [])]
@@ -318,11 +373,12 @@ def _replica_ports(
         )
     ports = given or [port]
     for i in range(len(ports), count):
-        ports.append(pick_free_port(host, low, high, set(taken)) if assign else 0)
+        ports.append(pick_free_port(hosts[i], low, high, {p for _, p in taken}) if assign else 0)
     for i, p in enumerate(ports[1:], start=1):
-        if p and taken.get(p, f"{name}#{i}") != f"{name}#{i}":
-            raise PortError(f"Port {p} for replica {i} of {name!r} is also set for {taken[p]!r}. Give each its own port.")
-        taken[p] = f"{name}#{i}"
+        where = (_machine(hosts[i]), p)
+        if p and taken.get(where, f"{name}#{i}") != f"{name}#{i}":
+            raise PortError(f"Port {p} for replica {i} of {name!r} is also set for {taken[where]!r}. Give each its own port.")
+        taken[where] = f"{name}#{i}"
     node.replica_ports = ports
     return ports
 
@@ -347,10 +403,12 @@ def _colocated(value: Any, names: list[str]) -> list[str]:
     return [n for n in names if n in value]
 
 
-def check_ports_free(deployment: Deployment) -> None:
-    """Fail before anything starts if a port the deployment needs is out of range or already taken."""
+def check_ports_free(deployment: Deployment, servers: bool = True) -> None:
+    """Fail before anything starts if a port the deployment needs is out of range or already taken
+    (``servers=False``: the head server's only, the servers run on other machines)."""
     wanted = [("head_server", deployment.head.host, deployment.head.port)]
-    wanted += [(r.key, r.host, r.port) for s in deployment.servers.values() for r in s.replicas()]
+    if servers:
+        wanted += [(r.key, r.host, r.port) for s in deployment.servers.values() for r in s.replicas()]
     for name, host, port in wanted:
         check_port(name, port)
         if not _port_is_free(host, port):

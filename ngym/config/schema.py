@@ -17,7 +17,7 @@ RESERVED_KEYS = frozenset(
         "python_version", "pip_install_verbose", "use_absolute_ip", "uv_pip_set_python", "skip_venv_if_present",
         "hf_token", "ray_head_node_address", "port_range_low", "port_range_high", "dry_run", "uv_cache_dir",
         "uv_venv_dir", "error_on_almost_servers", "policy_base_url", "policy_api_key", "policy_model_name",
-        "colocate",
+        "colocate", "ray",
     }
 )
 
@@ -95,6 +95,40 @@ class DatasetConfig(BaseModel):
         return self
 
 
+class RayPlacementConfig(BaseModel):
+    """Where and with what a server instance (each of its replicas) runs on a Ray cluster
+    (``ray: true`` / ``ray_head_node_address``; docs/scale-out.md). Ignored without Ray."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: CPUs reserved on the node for each replica (0: reserves none; the server may still use any)
+    num_cpus: float = Field(0.0, ge=0)
+    #: GPUs reserved for each replica (Ray sets CUDA_VISIBLE_DEVICES in the server's environment)
+    num_gpus: float = Field(0.0, ge=0)
+    #: custom resources a node must offer (``ray start --resources='{"sandbox": 4}'``), per replica
+    resources: dict[str, float] = Field(default_factory=dict)
+    #: labels a node must carry (``ray start --labels=zone=a``); Ray's label selector syntax
+    node_labels: dict[str, str] = Field(default_factory=dict)
+    #: SPREAD: replicas and servers over as many nodes as fit; DEFAULT: Ray's default (packs first)
+    scheduling_strategy: Literal["SPREAD", "DEFAULT"] = "SPREAD"
+
+
+class RayClusterConfig(BaseModel):
+    """The top-level Ray keys: ``ray: true`` places every server on a Ray cluster (a local one
+    ng_run starts and stops, unless ``ray_head_node_address`` names one to join: ``auto`` for the
+    one running on this machine, or ``<host>:<port>`` of its head)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ray: bool | None = None
+    ray_head_node_address: str | None = None
+
+    @property
+    def wanted(self) -> bool:
+        """Whether servers are placed on Ray (``ray``, else whether an address is given)."""
+        return self.ray if self.ray is not None else bool(self.ray_head_node_address)
+
+
 class ServerConfig(BaseModel):
     """Settings every server instance has; implementations subclass this with their own keys.
 
@@ -112,6 +146,10 @@ class ServerConfig(BaseModel):
     num_replicas: int = Field(1, ge=1)
     #: every replica's port, [0] being ``port`` (filled in by ng_run)
     replica_ports: list[int] | None = None
+    #: every replica's host when they run on different machines (Ray placement; filled in by ng_run)
+    replica_hosts: list[str] | None = None
+    #: resources and node constraints of each replica on a Ray cluster
+    placement: RayPlacementConfig | None = None
     domain: Domain | None = None
     datasets: list[DatasetConfig] | None = None
 

@@ -1,7 +1,9 @@
 """Start, watch and stop a deployment: the head server plus one process per server instance.
 
-*Where* a server runs is behind :class:`Placement` (today: :class:`LocalProcesses`, child
-processes of this one); the rest of the launcher only starts, polls and stops handles.
+*Where* a server runs is behind :class:`Placement`: :class:`LocalProcesses` (child processes of
+this one, the default) or :class:`ngym.launch.ray_placement.RayPlacement` (each server a process
+on a Ray cluster's node, with ``ray: true`` / ``ray_head_node_address``; imported only then); the
+rest of the launcher only places, starts, polls and stops handles.
 
 An instance with ``num_replicas: N`` is N processes, each on its own port (``replica_ports``),
 named ``<name>#<i>`` here (the first keeps ``<name>``); clients balance across them
@@ -50,6 +52,11 @@ class Handle(Protocol):
     @property
     def started_at(self) -> float: ...
 
+    @property
+    def node(self) -> str | None:
+        """The address of the machine it runs on when that is not this one (Ray), else None."""
+        ...
+
     def returncode(self) -> int | None: ...
     def log_tail(self) -> list[str]: ...
     def terminate(self) -> None: ...
@@ -58,11 +65,48 @@ class Handle(Protocol):
 
 
 class Placement(Protocol):
+    #: whether the servers run on this machine (their ports are checked here before anything starts)
+    servers_here: bool
+
+    def prepare(self, deployment: Deployment, units: dict[str, ServerSpec], timeout_s: float) -> None:
+        """Before any server starts: decide where each unit runs; a placement on other machines
+        writes each unit's address (``host``, ``port``) into it and into ``deployment.config``."""
+        ...
+
     def start(self, spec: ServerSpec, env: dict[str, str]) -> Handle: ...
 
     def start_group(self, specs: list[ServerSpec], env: dict[str, str]) -> dict[str, Handle]:
         """Start ``specs`` hosted together (``colocate``): one handle per server."""
         ...
+
+    def close(self) -> None:
+        """After every server stopped: release what :meth:`prepare` took (Ray: actors, a cluster we started)."""
+        ...
+
+
+def server_command(spec: ServerSpec, env: dict[str, str]) -> tuple[list[str], Path, dict[str, str]]:
+    """How a server process is started: argv, working directory and environment (``python`` first
+    in argv: the interpreter of whichever machine runs it)."""
+    entry = spec.dir / spec.entrypoint
+    if not entry.is_file():
+        raise DeploymentError(
+            f"{spec.name}: entrypoint {str(entry)!r} does not exist. Check '{spec.type}/{spec.impl}' and "
+            f"'entrypoint' in {spec.source or 'the config'}."
+        )
+    # the project the server folder sits in (``<root>/resources_servers/<name>``) comes before the
+    # ngym checkout, so ``from resources_servers.<name>.x import ...`` finds the user's folder
+    project = spec.dir.parent.parent if spec.dir.parent.name == spec.type else None
+    paths = (str(spec.dir), str(project or ""), str(PARENT_DIR), env.get("PYTHONPATH", ""))
+    python_path = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    return ["python", "-u", spec.entrypoint], spec.dir, {**env, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
+
+
+def group_command(specs: list[ServerSpec], env: dict[str, str]) -> tuple[list[str], Path, dict[str, str]]:
+    """How the process hosting the co-located ``specs`` is started (see :func:`server_command`)."""
+    names = ",".join(s.name for s in specs)
+    python_path = os.pathsep.join(p for p in (str(PARENT_DIR), env.get("PYTHONPATH", "")) if p)
+    return (["python", "-u", "-m", "ngym.server.host"], PARENT_DIR,
+            {**env, HOSTED_ENV: names, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path})
 
 
 @dataclass
@@ -83,6 +127,10 @@ class ProcessHandle:
     @property
     def pid(self) -> int | None:
         return self.process.pid
+
+    @property
+    def node(self) -> str | None:
+        return None
 
     def _pump_logs(self) -> None:
         assert self.process.stdout is not None
@@ -125,7 +173,7 @@ class SharedHandle:
     """A server hosted in a process with others: its state is the process's."""
 
     spec: ServerSpec
-    host: ProcessHandle
+    host: Handle
 
     @property
     def pid(self) -> int | None:
@@ -134,6 +182,10 @@ class SharedHandle:
     @property
     def started_at(self) -> float:
         return self.host.started_at
+
+    @property
+    def node(self) -> str | None:
+        return self.host.node
 
     def returncode(self) -> int | None:
         return self.host.returncode()
@@ -162,6 +214,10 @@ class InThisProcess:
     def pid(self) -> int | None:
         return os.getpid()
 
+    @property
+    def node(self) -> str | None:
+        return None
+
     def returncode(self) -> int | None:
         return None
 
@@ -181,47 +237,37 @@ class InThisProcess:
 class LocalProcesses:
     """Each server is a child process of the launcher, in the launcher's Python environment."""
 
+    servers_here = True
+
     def __init__(self, out: IO[str] | None = None, secrets: frozenset[str] = frozenset()) -> None:
         self.out = out or sys.stdout
         self.secrets = secrets
 
-    def start(self, spec: ServerSpec, env: dict[str, str]) -> Handle:
-        entry = spec.dir / spec.entrypoint
-        if not entry.is_file():
-            raise DeploymentError(
-                f"{spec.name}: entrypoint {str(entry)!r} does not exist. Check '{spec.type}/{spec.impl}' and "
-                f"'entrypoint' in {spec.source or 'the config'}."
-            )
-        # the project the server folder sits in (``<root>/resources_servers/<name>``) comes before the
-        # ngym checkout, so ``from resources_servers.<name>.x import ...`` finds the user's folder
-        project = spec.dir.parent.parent if spec.dir.parent.name == spec.type else None
-        paths = (str(spec.dir), str(project or ""), str(PARENT_DIR), env.get("PYTHONPATH", ""))
-        python_path = os.pathsep.join(dict.fromkeys(p for p in paths if p))
-        process = subprocess.Popen(
-            [sys.executable, "-u", spec.entrypoint],
-            cwd=spec.dir,
-            env={**env, "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid())},
+    def prepare(self, deployment: Deployment, units: dict[str, ServerSpec], timeout_s: float) -> None:
+        return None  # every server listens where the config says, on this machine
+
+    def _spawn(self, argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, *argv[1:]],
+            cwd=cwd,
+            env={**env, PARENT_ENV: str(os.getpid())},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        return ProcessHandle(spec, process, self.out, secrets=self.secrets)
+
+    def start(self, spec: ServerSpec, env: dict[str, str]) -> Handle:
+        return ProcessHandle(spec, self._spawn(*server_command(spec, env)), self.out, secrets=self.secrets)
 
     def start_group(self, specs: list[ServerSpec], env: dict[str, str]) -> dict[str, Handle]:
         names = ",".join(s.name for s in specs)
-        process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "ngym.server.host"],
-            cwd=PARENT_DIR,
-            env={**env, HOSTED_ENV: names, "PYTHONUNBUFFERED": "1", PARENT_ENV: str(os.getpid()),
-                 "PYTHONPATH": os.pathsep.join(p for p in (str(PARENT_DIR), env.get("PYTHONPATH", "")) if p)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = self._spawn(*group_command(specs, env))
         host = ProcessHandle(specs[0], process, self.out, label=f"hosted: {names}", secrets=self.secrets)
         return {spec.name: SharedHandle(spec, host) for spec in specs}
+
+    def close(self) -> None:
+        return None
 
 
 class Launcher:
@@ -250,10 +296,18 @@ class Launcher:
         self.host_colocated_here = host_colocated_here
         self.out = out or sys.stdout
         self.secrets = frozenset(secret_values(OmegaConf.to_container(deployment.config, resolve=False)))
+        if placement is None and deployment.ray is not None:
+            raise DeploymentError(
+                "The config asks to place the servers on Ray (ray / ray_head_node_address), which ng_run and "
+                "ngym.training's deploy() do; here (a process hosting its own servers) they run on this machine. "
+                "Remove ray and ray_head_node_address, or start the servers with ng_run."
+            )
         self.placement = placement or LocalProcesses(self.out, self.secrets)
         self.max_restarts = max_restarts
         self.restart_backoff_s = restart_backoff_s
         self.restarts: dict[str, int] = {}
+        #: how each server that died last ended (``/server_instances``' ``last_exit``, shown by ng_status)
+        self.last_exits: dict[str, dict[str, Any]] = {}
         self._env: dict[str, str] = {}
         self.startup_timeout_s = startup_timeout_s
         #: every process to run, by key (``name``, or ``name#<i>`` for replicas after the first)
@@ -317,8 +371,13 @@ class Launcher:
         self._head_thread.start()
 
     def start(self) -> None:
-        check_ports_free(self.deployment)
+        check_ports_free(self.deployment, servers=self.placement.servers_here)
         t0 = time.monotonic()
+        try:
+            self.placement.prepare(self.deployment, self.units, self.startup_timeout_s)
+        except BaseException:
+            self.placement.close()
+            raise
         env = self._env = self._child_env()
         os.environ.setdefault(SECRET_ENV, env[SECRET_ENV])
         os.environ.setdefault(TOKEN_ENV, env[TOKEN_ENV])  # this process's clients carry the token
@@ -380,7 +439,8 @@ class Launcher:
         tail = "\n".join(f"    {line}" for line in handle.log_tail()[-15:]) or "    (no output)"
         spec = handle.spec
         which = f"replica {spec.replica} of {len(spec.replica_ports)} of {spec.name!r}, " if len(spec.replica_ports) > 1 else ""
-        return (f"Server {name!r} ({which}{spec.type}/{spec.impl}, pid {handle.pid}, {spec.url}) exited with code {code}. "
+        where = f"on node {handle.node}, " if handle.node else ""
+        return (f"Server {name!r} ({which}{spec.type}/{spec.impl}, {where}pid {handle.pid}, {spec.url}) exited with code {code}. "
                 f"Its last log lines:\n{tail}")
 
     def raise_if_died(self) -> None:
@@ -397,6 +457,8 @@ class Launcher:
         name, handle, code = died
         done = self.restarts.get(name, 0)
         message = self._death(name, handle, code)
+        self.last_exits[name] = {"code": code, "at": time.time(), "node": handle.node, "pid": handle.pid,
+                                 "log_tail": handle.log_tail()[-15:]}
         if done >= self.max_restarts or isinstance(handle, InThisProcess):
             more = f" It was restarted {done} time(s) (+max_restarts={self.max_restarts})." if self.max_restarts else ""
             raise DeploymentError(message + more)
@@ -441,9 +503,13 @@ class Launcher:
                     "host": spec.host,
                     "port": spec.port,
                     "url": spec.url,
+                    "node": handle.node if handle else None,
+                    "node_id": getattr(handle, "node_id", None),
+                    "supervisor_pid": getattr(handle, "supervisor_pid", None),
                     "pid": handle.pid if handle else None,
                     "status": "running" if alive else "exited",
                     "restarts": self.restarts.get(key, 0),
+                    "last_exit": self.last_exits.get(key),
                     "start_time": handle.started_at if handle else None,
                     "uptime_seconds": now - handle.started_at if handle else 0.0,
                 }
@@ -480,6 +546,7 @@ class Launcher:
             if self._head_thread is not None:
                 self._head_thread.join(timeout=5.0)
         self._head = None
+        self.placement.close()
         if self.token_path is not None:
             self.token_path.unlink(missing_ok=True)
 

@@ -40,6 +40,7 @@ from ngym.server.http import json_response
 from ngym.server.middleware import ErrorMiddleware, error_answer, validation_handler
 from ngym.server.process import (
     CONFIG_ENV,
+    HOST_ENV,
     INSTANCE_ENV,
     PORT_ENV,
     PARENT_ENV,
@@ -154,6 +155,8 @@ class Server(Generic[C]):
             cfg = OmegaConf.create(raw)
             assert isinstance(cfg, DictConfig)
             server = cls.from_global_config(cfg, name)
+            if os.environ.get(HOST_ENV):  # placed on a node by ng_run (Ray): bind to that node's address
+                server.config.host = os.environ[HOST_ENV]
         except NgymError as e:
             sys.exit(f"error: {e}")
         raise_open_file_limit()

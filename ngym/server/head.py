@@ -21,9 +21,12 @@ from ngym.config.secrets import mask_secrets
 
 def build_head_app(deployment: Deployment, instances: Callable[[], list[dict[str, Any]]]) -> FastAPI:
     app = FastAPI(title="ngym head server", docs_url=None, redoc_url=None)
-    container = OmegaConf.to_container(deployment.config, resolve=False)
-    config_json = json.dumps(OmegaConf.to_yaml(OmegaConf.create(mask_secrets(container))))
     started = time.time()
+
+    def config_json() -> str:
+        # read at each call: a replica the launcher placed again elsewhere (Ray) has a new address
+        container = OmegaConf.to_container(deployment.config, resolve=False)
+        return json.dumps(OmegaConf.to_yaml(OmegaConf.create(mask_secrets(container))))
 
     @app.get("/")
     async def health() -> dict[str, Any]:
@@ -31,7 +34,7 @@ def build_head_app(deployment: Deployment, instances: Callable[[], list[dict[str
 
     @app.get("/global_config_dict_yaml")
     async def global_config_dict_yaml() -> Response:
-        return Response(config_json, media_type="application/json")
+        return Response(config_json(), media_type="application/json")
 
     @app.get("/server_instances")
     async def server_instances() -> list[dict[str, Any]]:

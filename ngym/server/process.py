@@ -24,6 +24,8 @@ INSTANCE_ENV = "NGYM_INSTANCE"
 PARENT_ENV = "NGYM_LAUNCHER_PID"
 #: the port a replica listens on (replicas after the first differ from the instance's ``port``)
 PORT_ENV = "NGYM_PORT"
+#: the address a server binds to when it is not the config's ``host`` (Ray placement: the node's)
+HOST_ENV = "NGYM_HOST"
 
 
 def die_with_launcher() -> None:

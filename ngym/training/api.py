@@ -207,7 +207,12 @@ def start_deployment(
             "config_paths, e.g. {'config_paths': ['responses_api_models/.../x.yaml', 'resources_servers/.../y.yaml']}."
         )
     timeout = startup_timeout_s if startup_timeout_s is not None else float(cfg.get("startup_timeout_s", 180))
-    launcher = Launcher(deployment, out=out or sys.stderr, startup_timeout_s=timeout)
+    placement = None
+    if deployment.ray is not None:  # ray / ray_head_node_address ("auto" in a trainer that runs Ray)
+        from ngym.launch.ray_placement import RayPlacement
+
+        placement = RayPlacement(deployment, out or sys.stderr)
+    launcher = Launcher(deployment, placement=placement, out=out or sys.stderr, startup_timeout_s=timeout)
     launcher.start()
     return RunningDeployment(launcher)
 
