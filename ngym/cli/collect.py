@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ngym.cli.collect_shard import RAY_KEYS, run_ray, shard_main
 from ngym.cli.common import DEPLOYMENT_KEYS, command_args, entrypoint, ignore_signals, load
+from ngym.data.sources import parse_columns
 from ngym.errors import error_class
 from ngym.rollout.collect import (
     CollectArgs,
@@ -62,7 +63,9 @@ Against running servers (ng_run in another terminal):
 One-shot (start the servers, collect, stop them):
   ng_collect_rollouts "+config_paths=[...]" +input_jsonl_fpath=in.jsonl +output_jsonl_fpath=out.jsonl
 Sharded (K collector processes, one output; one-shot: each hosts its own servers, +colocate=true):
-  ng_collect_rollouts "+config_paths=[...]" +colocate=true +num_shards=2 +input_jsonl_fpath=... ..."""
+  ng_collect_rollouts "+config_paths=[...]" +colocate=true +num_shards=2 +input_jsonl_fpath=... ...
+A Parquet file or a saved Hugging Face dataset, its columns mapped to rows:
+  ng_collect_rollouts +input_jsonl_fpath=tasks.parquet "+input_columns={prompt: question}" +output_jsonl_fpath=out.jsonl"""
 
 
 def _one_shot(argv: list[str]) -> bool:
@@ -94,6 +97,7 @@ async def _collect_with(args: CollectArgs, client: ServerClient, show_progress: 
         num_repeats=args.num_repeats,
         add_seed=args.num_repeats_add_seed,
         overrides=args.responses_create_params,
+        columns=parse_columns(args.input_columns, "+input_columns") if args.input_columns is not None else None,
     )
     # rows against the task fields their environments declare (GET /spec), before anything is sent
     await check_task_fields(client, input_path, iter_materialized(materialized))
@@ -257,6 +261,7 @@ def _run_sharded(argv: list[str], cfg: DictConfig, pc: ParserConfig, args: Colle
     total = materialize(
         input_path, materialized, agent_name=args.agent_name, agents=agents, limit=args.limit,
         num_repeats=args.num_repeats, add_seed=args.num_repeats_add_seed, overrides=args.responses_create_params,
+        columns=parse_columns(args.input_columns, "+input_columns") if args.input_columns is not None else None,
     )
     if client is not None:
         asyncio.run(_check_fields_and_close(client, input_path, materialized))

@@ -9,6 +9,7 @@ from ngym.cli.common import entrypoint, load
 COMMANDS = {
     "ng_run": "ngym.cli.run",
     "ng_collect_rollouts": "ngym.cli.collect",
+    "ng_e2e_collect_rollouts": "ngym.cli.e2e_collect",
     "ng_status": "ngym.cli.status",
     "ng_dump_config": "ngym.cli.dump_config",
     "ng_version": "ngym.cli.version",
@@ -18,6 +19,7 @@ COMMANDS = {
     "ng_reward_profile": "ngym.cli.reward_profile",
     "ng_init_resources_server": "ngym.cli.init_resources_server",
     "ng_test": "ngym.cli.test",
+    "ng_test_all": "ngym.cli.test_all",
     "ng_export": "ngym.cli.export",
     "ng_eval": "ngym.cli.eval",
 }

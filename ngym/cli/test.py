@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -54,6 +56,41 @@ def run_pytest(server_dir: Path) -> int:
     return subprocess.run(command, cwd=root, env=env, check=False).returncode
 
 
+@dataclass
+class Outcome:
+    """How one server directory fared: ``passed``, ``failed`` (its tests), ``missing`` (no tests
+    collected), ``data_invalid`` (conformance or data checks), with the reasons."""
+
+    status: Literal["passed", "failed", "missing", "data_invalid"]
+    failures: list[str] = field(default_factory=list)
+
+
+def test_server(server_dir: Path, should_validate_data: bool) -> Outcome:
+    """``ng_test`` on one directory: its pytest tests, then (a resources server) the conformance check."""
+    failures: list[str] = []
+    status: Literal["passed", "failed", "missing", "data_invalid"] = "passed"
+    if not (server_dir / "tests").is_dir():
+        failures.append(f"no tests: {server_dir / 'tests'} does not exist")
+        status = "missing"
+    else:
+        code = run_pytest(server_dir)
+        if code == NO_TESTS:
+            failures.append("pytest collected no tests")
+            status = "missing"
+        elif code != 0:
+            failures.append(f"tests failed (pytest exit code {code})")
+            status = "failed"
+    if server_dir.parent.name == "resources_servers":
+        report = check_server(server_dir, should_validate_data=should_validate_data)
+        print(report.format())
+        if report.problems and status == "passed":
+            status = "data_invalid"
+        failures += report.problems
+    elif should_validate_data:
+        print("note: +should_validate_data applies to resources servers only", file=sys.stderr)
+    return Outcome(status, failures)
+
+
 @entrypoint("ng_test", SUMMARY, TestArgs)
 def main(argv: list[str]) -> int:
     cfg, _ = load(argv, command="ng_test", model=TestArgs)
@@ -64,23 +101,9 @@ def main(argv: list[str]) -> int:
             f"+entrypoint={args.entrypoint!r}: no such directory (looked in {Path.cwd()} and the ngym checkout). "
             f"Pass a server directory, e.g. +entrypoint=resources_servers/example_single_tool_call."
         )
-    failures = []
-    if not (server_dir / "tests").is_dir():
-        failures.append(f"no tests: {server_dir / 'tests'} does not exist")
-    else:
-        code = run_pytest(server_dir)
-        if code == NO_TESTS:
-            failures.append("pytest collected no tests")
-        elif code != 0:
-            failures.append(f"tests failed (pytest exit code {code})")
-    if server_dir.parent.name == "resources_servers":
-        report = check_server(server_dir, should_validate_data=args.should_validate_data)
-        print(report.format())
-        failures += report.problems
-    elif args.should_validate_data:
-        print("note: +should_validate_data applies to resources servers only", file=sys.stderr)
-    if failures:
-        print(f"ng_test {args.entrypoint}: FAILED\n  - " + "\n  - ".join(failures), file=sys.stderr)
+    outcome = test_server(server_dir, args.should_validate_data)
+    if outcome.failures:
+        print(f"ng_test {args.entrypoint}: FAILED\n  - " + "\n  - ".join(outcome.failures), file=sys.stderr)
         return 1
     print(f"ng_test {args.entrypoint}: passed")
     return 0

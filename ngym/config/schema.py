@@ -66,6 +66,25 @@ class DatasetConfig(BaseModel):
     num_rows: int | None = Field(default=None, ge=1)
     seed: int = 0
     generator_args: dict[str, Any] = Field(default_factory=dict)
+    #: ``jsonl_fpath`` is a Parquet file or a saved Hugging Face dataset: which columns make a row
+    #: (``ngym.data.sources.Columns``: prompt or messages, system_prompt, tools, task_fields, rename, split)
+    columns: dict[str, Any] | None = None
+    #: a key NeMo Gym's current version (after v0.2.1) adds to dataset entries (where the dataset comes
+    #: from): accepted so its configs load, not used — ngym reads the rows from ``jsonl_fpath``
+    source: str | dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(k) for k in data if k not in cls.model_fields)
+            if unknown:
+                raise ValueError(
+                    f"unknown key(s) {', '.join(unknown)} in dataset entry {data.get('name', '?')!r}. A dataset entry takes "
+                    f"{', '.join(cls.model_fields)} (NeMo Gym v0.2.1's keys, its later `source`, and ngym's). Remove or rename "
+                    f"them; to keep notes about a dataset, put them in its data rows or a comment"
+                )
+        return data
 
     @model_validator(mode="after")
     def _license_for_training_data(self) -> DatasetConfig:

@@ -24,6 +24,7 @@ from ngym.config.schema import RESERVED_KEYS, DatasetConfig
 from ngym.data.rows import check_row as check_row_data
 from ngym.data.dataset_metrics import DatasetMetrics, differences
 from ngym.data.generators import run_generator
+from ngym.data.sources import is_table, iter_rows, parse_columns, write_jsonl
 from ngym.errors import ArgumentError, ConfigError, InputError
 from ngym.data.mix import Fill, MixPlan, balanced_plan
 from ngym.wire.responses import ResponseCreateParams
@@ -84,6 +85,8 @@ class Dataset:
     offsets: list[tuple[int, int]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     metrics: DatasetMetrics = field(default_factory=DatasetMetrics)
+    #: the Parquet file or saved dataset ``path`` (JSONL) was converted from
+    source: Path | None = None
 
     @property
     def rows(self) -> int:
@@ -92,7 +95,9 @@ class Dataset:
 
     @property
     def metrics_path(self) -> Path:
-        return self.path.with_name(f"{self.path.stem}_metrics.json")
+        """``<stem>_metrics.json`` beside the dataset's file (the Parquet file or saved dataset it came from)."""
+        origin = self.source or self.path
+        return origin.with_name(f"{origin.stem if origin.is_file() else origin.name}_metrics.json")
 
 
 @dataclass(slots=True)
@@ -211,9 +216,24 @@ def read_dataset(agent: str, config: DatasetConfig, path: Path) -> Dataset:
 def _missing_files(chosen: list[tuple[str, DatasetConfig]]) -> list[str]:
     return [
         f"{agent} -> datasets -> {d.name} ({d.type}): jsonl_fpath {d.jsonl_fpath!r} does not exist"
+        + (f" (its source {d.source!r} is not downloaded by ngym: fetch the data yourself and point jsonl_fpath at it)" if d.source else "")
         for agent, d in chosen
-        if not resolve_path(d.jsonl_fpath).is_file()
+        if not resolve_path(d.jsonl_fpath).exists()
     ]
+
+
+def convert_table(agent: str, config: DatasetConfig, path: Path, out_dir: Path) -> Path:
+    """A Parquet file or saved dataset as the JSONL rows its column mapping makes (written under
+    ``<output_dirpath>/converted/``); a JSONL file as it is."""
+    where = f"{agent} -> datasets -> {config.name} -> columns"
+    columns = parse_columns(config.columns, where)
+    if not is_table(path):
+        if config.columns is not None:
+            raise InputError(f"{where}: {path} is JSONL (its lines are rows as they are); a column mapping is for Parquet files and saved datasets")
+        return path
+    target = out_dir / "converted" / f"{agent}__{config.name}.jsonl"
+    write_jsonl(target, iter_rows(path, "dataset", columns=columns, setting=f"{agent} -> datasets -> {config.name} -> jsonl_fpath"))
+    return target
 
 
 # ---- metrics files ---------------------------------------------------------------------------
@@ -221,7 +241,8 @@ def _missing_files(chosen: list[tuple[str, DatasetConfig]]) -> list[str]:
 
 def metrics_document(config: DatasetConfig, metrics: DatasetMetrics) -> dict[str, Any]:
     """The ``<stem>_metrics.json`` content: the dataset's config (less how it is generated), then its metrics."""
-    return {**config.model_dump(mode="json", exclude=GENERATOR_KEYS), **metrics.to_json()}
+    ngym_only = GENERATOR_KEYS | {k for k in ("columns", "source") if getattr(config, k) is None}
+    return {**config.model_dump(mode="json", exclude=ngym_only), **metrics.to_json()}
 
 
 def write_metrics(path: Path, document: dict[str, Any], overwrite: bool) -> MetricsWrite:
@@ -350,8 +371,13 @@ def prepare(args: PrepareArgs, cfg: DictConfig, sources: dict[str, str] | None =
     missing = _missing_files(chosen)
     if missing:
         raise InputError("Dataset file(s) not found (paths are relative to the current directory):" + _listing(missing))
+    out_dir = Path(args.output_dirpath)
     for agent, config in chosen:
-        report.datasets.append(read_dataset(agent, config, resolve_path(config.jsonl_fpath)))
+        origin = resolve_path(config.jsonl_fpath)
+        path = convert_table(agent, config, origin, out_dir)
+        dataset = read_dataset(agent, config, path)
+        dataset.source = origin if path != origin else None
+        report.datasets.append(dataset)
     problems = [p for d in report.datasets for p in d.problems]
     if problems and not args.skip_invalid_rows:
         raise InputError(
@@ -364,7 +390,6 @@ def prepare(args: PrepareArgs, cfg: DictConfig, sources: dict[str, str] | None =
         if wrong:
             raise InputError(f"Example datasets must hold exactly {EXAMPLE_ROWS} rows:" + _listing(wrong))
 
-    out_dir = Path(args.output_dirpath)
     out_dir.mkdir(parents=True, exist_ok=True)
     for dataset in report.datasets:
         document = metrics_document(dataset.config, dataset.metrics)

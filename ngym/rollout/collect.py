@@ -27,7 +27,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, Field
 
-from ngym.data.jsonl import iter_jsonl
+from ngym.data.sources import Columns, iter_rows as iter_input_rows
 from ngym.data.rows import ADD_AGENT_REF, check_row
 from ngym.errors import FailureKind, InputError, classify_failure
 from ngym.rollout.output import INPUT_FP as INPUT_FP
@@ -54,7 +54,12 @@ class CollectArgs(BaseModel):
     otherwise they must already be running (`ng_run`).
     """
 
-    input_jsonl_fpath: str = Field(description="JSONL file of task rows (each with responses_create_params)")
+    input_jsonl_fpath: str = Field(
+        description="task rows: a JSONL file (each with responses_create_params), a Parquet file or a saved Hugging Face dataset"
+    )
+    input_columns: dict[str, Any] | None = Field(
+        None, description="Parquet/saved dataset: which column is the prompt (or messages), which are task fields (docs/interop.md)"
+    )
     output_jsonl_fpath: str = Field(description="where rollouts are written, one JSON object per line")
     agent_name: str | None = Field(None, description="agent for rows without agent_ref")
     limit: int | None = Field(None, ge=1, description="only the first N rows of the input (at least 1; omit for all)")
@@ -116,6 +121,7 @@ def _scan(
     num_repeats: int = 1,
     add_seed: bool = False,
     overrides: dict[str, Any] | None = None,
+    columns: Columns | None = None,
 ) -> Iterator[Task]:
     """Stream the rows of ``path``: check each, expand it, yield its tasks; bad lines go to ``problems``.
 
@@ -123,7 +129,7 @@ def _scan(
     known = set(agents) if agents is not None else None
     task_index: dict[bytes, int] = {}
     rollouts_seen: dict[int, int] = {}
-    for lineno, text, row in iter_jsonl(path, "input file", problems=problems, limit=limit):
+    for lineno, text, row in iter_input_rows(path, "input file", columns=columns, problems=problems, limit=limit):
         if overrides and isinstance(row.get("responses_create_params"), dict):
             row["responses_create_params"] = {**row["responses_create_params"], **overrides}
         if "agent_ref" not in row and agent_name:
@@ -172,7 +178,8 @@ def materialize(path: Path, materialized: Path, **options: Any) -> int:
     (listing each bad line, leaving no file) before anything is sent. Returns the number of rollouts.
 
     Options: ``agent_name``, ``agents`` (names that exist), ``limit``, ``num_repeats``,
-    ``add_seed``, ``overrides`` (merged into each ``responses_create_params``)."""
+    ``add_seed``, ``overrides`` (merged into each ``responses_create_params``), ``columns`` (the
+    column mapping of a Parquet file or saved dataset, :class:`ngym.data.sources.Columns`)."""
     problems: list[str] = []
     count = 0
     materialized.parent.mkdir(parents=True, exist_ok=True)

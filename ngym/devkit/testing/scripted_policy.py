@@ -110,6 +110,23 @@ def _counter(user: str, turn: list[Item], parallel: bool) -> list[Item]:
     return [_message(f"The count is {count}.")]
 
 
+def _guess(user: str, turn: list[Item]) -> list[Item]:
+    """The OpenEnv guess environment (resources_servers/openenv): bisection on its higher/lower hints."""
+    bounds = re.search(r"from (\d+) to (\d+)", user)
+    lo, hi = (int(bounds.group(1)), int(bounds.group(2))) if bounds else (1, 100)
+    calls = [i for i in turn if isinstance(i, FunctionCall) and i.name == "step"]
+    for call, out in zip(calls, _outputs(turn)):
+        guess = int(json.loads(call.arguments).get("guess", lo))
+        if out.get("done"):
+            return [_message(f"I found it: {guess}." if out.get("reward") else "The game is over.")]
+        hint = str((out.get("observation") or {}).get("message", ""))
+        if "higher" in hint:
+            lo = guess + 1
+        elif "lower" in hint:
+            hi = guess - 1
+    return [_call("step", {"guess": (lo + hi) // 2})]
+
+
 def next_items(body: ResponseCreateParams) -> list[Item]:
     """The policy's next output items for this conversation."""
     items = body.input_items()
@@ -125,4 +142,7 @@ def next_items(body: ResponseCreateParams) -> list[Item]:
         return _synonyms(system, user, turn)
     if "increment_counter" in tools:
         return _counter(user, turn, parallel=body.parallel_tool_calls is not False)
+    step = next((t for t in body.tools or [] if t.name == "step"), None)
+    if step is not None and "guess" in (step.parameters or {}).get("properties", {}):
+        return _guess(user, turn)
     return [_message(f"You said: {user}")]
