@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import user_path  # bench/user_path.py, beside this script
-from user_path import MODES, REPO, Tree, Watched, cpu_s, model_stats
+from user_path import MODES, REPO, Tree, Watched, cpu_s, median_row, model_stats
 
 PEERS: dict[str, dict[str, str]] = {
     # name: the pinned requirement, the driver. verifiers 0.2.1 is the last release with the
@@ -161,11 +160,6 @@ def ngym_run(args: argparse.Namespace, mode: str, run: int, model_url: str, mode
     }
 
 
-def med(values: list[Any]) -> Any:
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
 def table(records: list[dict[str, Any]], out: TextIO) -> None:
     keys = ["rollouts_per_s", "collect_rollouts_per_s", "cpu_ms_per_rollout", "model_cpu_ms_per_rollout",
             "model_calls_per_rollout", "peak_rss_mb", "ready_s"]
@@ -177,18 +171,7 @@ def table(records: list[dict[str, Any]], out: TextIO) -> None:
     for r in records:
         groups.setdefault(r["system"], []).append(r)
     for system, rs in groups.items():
-        m = {k: med([r.get(k) for r in rs]) for k in keys}
-        spread = (f" ({min(r['rollouts_per_s'] or 0 for r in rs):g}–{max(r['rollouts_per_s'] or 0 for r in rs):g})"
-                  if len(rs) > 1 else "")
-        loads = [r["load_before"] for r in rs]
-        print(
-            f"| {system} | {len(rs)} | **{m['rollouts_per_s']}**{spread} | {m['collect_rollouts_per_s']} | "
-            f"**{m['cpu_ms_per_rollout']}** | {m['model_cpu_ms_per_rollout']} | {m['model_calls_per_rollout']} | "
-            f"{m['peak_rss_mb']} | {m['ready_s']} | {sum(r['written'] for r in rs)} / "
-            f"{sum(r['failures'] or 0 for r in rs)} | {med([r['mean_reward'] for r in rs])} | "
-            f"{min(loads):.1f}–{max(loads):.1f} |",
-            file=out,
-        )
+        print(median_row([system], rs, keys), file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -444,6 +444,19 @@ def med(values: list[Any]) -> Any:
     return statistics.median(values) if values else None
 
 
+def median_row(labels: list[str], rs: list[dict[str, Any]], keys: list[str]) -> str:
+    """One table row of several runs: the labels, the runs, the median of each of ``keys`` (the
+    first in bold with its range), written / failed, the median reward and the load range."""
+    m = {k: med([r.get(k) for r in rs]) for k in keys}
+    first = [r.get(keys[0]) or 0 for r in rs]
+    spread = f" ({min(first):g}–{max(first):g})" if len(rs) > 1 else ""
+    loads = [r["load_before"] for r in rs]
+    cells = [*labels, str(len(rs)), f"**{m[keys[0]]}**{spread}", *(str(m[k]) for k in keys[1:]),
+             f"{sum(r['written'] for r in rs)} / {sum(r['failures'] or 0 for r in rs)}",
+             str(med([r["mean_reward"] for r in rs])), f"{min(loads):.1f}–{max(loads):.1f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
 def table(records: list[dict[str, Any]], out: TextIO) -> None:
     keys = ["rollouts_per_s", "collect_rollouts_per_s", "ngym_cpu_ms_per_rollout", "model_cpu_ms_per_rollout",
             "peak_rss_mb", "ready_s"]
@@ -454,16 +467,7 @@ def table(records: list[dict[str, Any]], out: TextIO) -> None:
     for r in records:
         groups.setdefault((r["tree"], r["mode"]), []).append(r)
     for (tree_label, mode), rs in groups.items():
-        m = {k: med([r.get(k) for r in rs]) for k in keys}
-        spread = f" ({min(r['rollouts_per_s'] or 0 for r in rs):g}–{max(r['rollouts_per_s'] or 0 for r in rs):g})" if len(rs) > 1 else ""
-        loads = [r["load_before"] for r in rs]
-        print(
-            f"| {tree_label} | {mode} | {len(rs)} | **{m['rollouts_per_s']}**{spread} | {m['collect_rollouts_per_s']} | "
-            f"{m['ngym_cpu_ms_per_rollout']} | {m['model_cpu_ms_per_rollout']} | {m['peak_rss_mb']} | {m['ready_s']} | "
-            f"{sum(r['written'] for r in rs)} / {sum(r['failures'] or 0 for r in rs)} | "
-            f"{med([r['mean_reward'] for r in rs])} | {min(loads):.1f}–{max(loads):.1f} |",
-            file=out,
-        )
+        print(median_row([tree_label, mode], rs, keys), file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
