@@ -68,6 +68,11 @@ A Parquet file or a saved Hugging Face dataset, its columns mapped to rows:
   ng_collect_rollouts +input_jsonl_fpath=tasks.parquet "+input_columns={prompt: question}" +output_jsonl_fpath=out.jsonl"""
 
 
+def _columns(args: CollectArgs) -> Any:
+    """The +input_columns mapping (Parquet / saved datasets), checked; None for JSONL rows."""
+    return parse_columns(args.input_columns, "+input_columns") if args.input_columns is not None else None
+
+
 def _one_shot(argv: list[str]) -> bool:
     return any(a.lstrip("+").startswith("config_paths=") for a in argv)
 
@@ -97,7 +102,7 @@ async def _collect_with(args: CollectArgs, client: ServerClient, show_progress: 
         num_repeats=args.num_repeats,
         add_seed=args.num_repeats_add_seed,
         overrides=args.responses_create_params,
-        columns=parse_columns(args.input_columns, "+input_columns") if args.input_columns is not None else None,
+        columns=_columns(args),
     )
     # rows against the task fields their environments declare (GET /spec), before anything is sent
     await check_task_fields(client, input_path, iter_materialized(materialized))
@@ -261,7 +266,7 @@ def _run_sharded(argv: list[str], cfg: DictConfig, pc: ParserConfig, args: Colle
     total = materialize(
         input_path, materialized, agent_name=args.agent_name, agents=agents, limit=args.limit,
         num_repeats=args.num_repeats, add_seed=args.num_repeats_add_seed, overrides=args.responses_create_params,
-        columns=parse_columns(args.input_columns, "+input_columns") if args.input_columns is not None else None,
+        columns=_columns(args),
     )
     if client is not None:
         asyncio.run(_check_fields_and_close(client, input_path, materialized))
