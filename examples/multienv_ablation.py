@@ -228,6 +228,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--imbalance", type=int, default=0, metavar="R",
                         help="also train two arms where every environment but the first (by agent name) has R times fewer rows: a naive "
                              "(size-proportional, shuffled) mix and a balanced one (equal weights); 0: not run")
+    parser.add_argument("--arms", nargs="+", default=None, metavar="ARM",
+                        help="run only these arms (e.g. mix, to rerun one and compare): the environments' short names, mix, "
+                             "and with --imbalance R imbalanced_Rx_naive / imbalanced_Rx_balanced; default: all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=REPO / "results" / "multienv_ablation")
     args = parser.parse_args(argv)
@@ -249,14 +252,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             parser.error(f"--imbalance {args.imbalance}: the ratio must be at least 2 (or 0: no imbalanced arms)")
         arms_rows.update(imbalanced_arms(train, args.imbalance, args.steps * args.prompts_per_step,
                                          args.prompts_per_step, args.seed))
-    arms = []
+    if args.arms:
+        unknown = sorted(set(args.arms) - set(arms_rows))
+        if unknown:
+            parser.error(f"--arms {' '.join(unknown)}: no such arm; the arms of these settings: {' '.join(arms_rows)}")
+        arms_rows = {name: rows for name, rows in arms_rows.items() if name in args.arms}
+    arms: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "arms": arms}
     for name, rows in arms_rows.items():
         print(f"arm {name}: {args.steps} steps on {len(rows[: args.steps * args.prompts_per_step])} prompts", flush=True)
         arms.append(train_arm(name, rows, eval_rows, args.envs, args))
         print(f"arm {name}: {arms[-1]['wall_s']} s", flush=True)
-    summary = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "arms": arms}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (args.out / "table.md").write_text(table(arms))
+        # written after every arm: a run stopped half-way keeps the arms it finished
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (args.out / "table.md").write_text(table(arms))
     plots = plot(arms, args.out)
     print("\n" + table(arms))
     print(f"summary: {args.out / 'summary.json'}" + "".join(f"\nplot: {p}" for p in plots))

@@ -22,9 +22,16 @@ jq -c '. + {"agent_ref": {"name": "example_multi_step_simple_agent"}}' resources
 config_paths="responses_api_models/local_model/configs/local_model.yaml,\
 resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml,\
 resources_servers/example_multi_step/configs/example_multi_step.yaml"
+# llama-server threads: every CPU when they are idle, 1 beside other work (2 threads beside one busy
+# process decode ~15x slower: bench/README.md); NGYM_LOCAL_THREADS=N or an explicit override wins.
+threads_override=()
+if [[ " $* " != *"local_model.threads="* ]]; then
+  threads="${NGYM_LOCAL_THREADS:-$(python -m ngym.models.llama.threads)}"
+  threads_override=("+policy_model.responses_api_models.local_model.threads=$threads")
+fi
 t0=$(date +%s)
 status=0
-ng_collect_rollouts "+config_paths=[$config_paths]" \
+ng_collect_rollouts "+config_paths=[$config_paths]" "${threads_override[@]}" \
   +input_jsonl_fpath="$input" +output_jsonl_fpath="$output" +overwrite=true \
   +responses_create_params.max_output_tokens=200 +responses_create_params.temperature=0 \
   +example_single_tool_call_simple_agent.responses_api_agents.simple_agent.max_steps=4 \

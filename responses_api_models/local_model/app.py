@@ -68,6 +68,8 @@ from ngym.wire.responses import Response, ResponseCreateParams, TokenInfo, new_i
 
 #: stands in for the previous generation when rendering the history, to find where it ends
 SPLICE = "\u2063ngym-splice\u2063"
+#: llama.cpp's ``COMMON_GRAMMAR_TRIGGER_TYPE_WORD`` (``/completion``'s ``grammar_triggers``)
+GRAMMAR_TRIGGER_WORD = 1
 TOKEN_FIELDS = {"prompt_token_ids", "generation_token_ids", "generation_log_probs"}
 
 
@@ -93,9 +95,12 @@ class LocalModelConfig(ServerConfig):
     min_p: float = 0.0
     #: generation limit when a request sets no max_output_tokens / max_tokens
     max_output_tokens: int = 1024
-    #: how tool calls are produced: ``grammar`` = sampled under a grammar built from the offered tools'
-    #: schemas (a call in the template's syntax, or a message); ``text`` = free text, parsed afterwards
-    tool_calls: Literal["grammar", "text"] = "grammar"
+    #: how tool calls are produced: ``grammar`` = every turn sampled under a grammar built from the
+    #: offered tools' schemas (a call in the template's syntax, or a message that does not start like a
+    #: call); ``lazy_grammar`` = free text until the model opens a call (``<tool_call>``), the call itself
+    #: under that grammar (cheaper per token; a message may start with anything); ``text`` = free text,
+    #: parsed afterwards. Calls written as a fence or a bare object are parsed in every mode.
+    tool_calls: Literal["grammar", "lazy_grammar", "text"] = "grammar"
     replace_developer_role_with_system: bool = True
     chat_template_kwargs: dict[str, Any] | None = None
     #: reuse the KV cache of a slot's previous prompt (logprobs may then differ by ~0.02 nats)
@@ -464,15 +469,22 @@ class LocalModel(ModelServer):
         if chat.stop:
             payload["stop"] = [chat.stop] if isinstance(chat.stop, str) else list(chat.stop)
         if tools and chat.tool_choice != "none":
-            if self.config.tool_calls == "grammar":
+            if self.config.tool_calls in ("grammar", "lazy_grammar"):
                 offered, required = chosen_tools(chat.tool_choice, tools)
                 syntax = await self._tool_syntax()
+                trigger = syntax.prefix.strip()
+                lazy = self.config.tool_calls == "lazy_grammar" and not required and bool(trigger)
                 payload["grammar"] = tool_call_grammar(
                     [t.model_dump(mode="json", exclude_none=True) for t in offered],
-                    required=required,
+                    required=required or lazy,
                     parallel=chat.parallel_tool_calls is not False,
                     syntax=syntax,
                 )
+                if lazy:
+                    # free text until the model opens a call; from its opening tag on, the call grammar
+                    payload["grammar_lazy"] = True
+                    payload["grammar_triggers"] = [{"type": GRAMMAR_TRIGGER_WORD, "value": trigger}]
+                    payload["preserved_tokens"] = [trigger]
             else:
                 schema = forced_call_schema(chat.tool_choice, tools)
                 if schema is not None:

@@ -164,6 +164,22 @@ async def test_tool_choice_naming_a_function_or_required_forces_a_call() -> None
     assert admits(required, tool_call("get_time", {"city": "SF"})) and not admits(required, "It is sunny.")
 
 
+async def test_lazy_grammar_leaves_text_free_until_the_call_tag_then_constrains_the_call() -> None:
+    fake = FakeLlama()
+    model = make_model(fake, tool_calls="lazy_grammar")
+    await ask(model, input=ROW_INPUT, tools=[WEATHER])
+    body = fake.bodies("/completion")[0]
+    assert body["grammar_lazy"] is True
+    assert body["grammar_triggers"] == [{"type": 1, "value": "<tool_call>"}] and body["preserved_tokens"] == ["<tool_call>"]
+    # the grammar starts at the trigger: calls only, each an instance of the tool's schema
+    assert admits(body["grammar"], tool_call("get_weather", {"city": "SF"}))
+    assert not admits(body["grammar"], "It is sunny.") and not admits(body["grammar"], tool_call("get_weather", {"town": "SF"}))
+    # a required call is constrained from the first token, as in grammar mode
+    await ask(model, input=ROW_INPUT, tools=[WEATHER], tool_choice="required")
+    required = fake.bodies("/completion")[1]
+    assert "grammar_lazy" not in required and not admits(required["grammar"], "It is sunny.")
+
+
 async def test_text_mode_forces_calls_with_a_json_schema_and_unknown_names_are_a_400() -> None:
     fake = FakeLlama()
     fake.replies.append('{"name": "get_weather", "arguments": {"city": "SF"}}')
