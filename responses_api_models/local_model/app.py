@@ -512,6 +512,10 @@ class LocalModel(ModelServer):
         probs = result.get("completion_probabilities") or []
         logprobs = [{"id": int(p.get("id", -1)), "token": p.get("token", ""), "logprob": float(p.get("logprob", 0.0))} for p in probs]
         with_tokens = self.config.return_token_id_information
+        if result.get("stop_type") == "word" and len(logprobs) < len(tokens) and [p["id"] for p in logprobs] == tokens[: len(logprobs)]:
+            # stopped on a stop string: llama-server drops it from the content and its tokens' logprobs
+            # but returns its ids; the call ends before it, as the content does
+            tokens = tokens[: len(logprobs)]
         if with_tokens and [p["id"] for p in logprobs] != tokens:
             raise RolloutError(
                 f"llama-server returned {len(tokens)} generated ids but {len(probs)} logprobs that do not match them; "

@@ -113,7 +113,7 @@ class FakeLlama:
     def _next_reply(self) -> str | dict[str, Any]:
         return self.replies.pop(0) if self.replies else "Done."
 
-    async def _generate(self, prompt: list[int], n_predict: int | None, text: str) -> dict[str, Any]:
+    async def _generate(self, prompt: list[int], n_predict: int | None, text: str, stop: list[str] | None = None) -> dict[str, Any]:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -123,6 +123,11 @@ class FakeLlama:
             self.in_flight -= 1
         generated = tokenize(text) + [EOS]
         stop_type = "eos"
+        word = next((w for w in stop or [] if w and w in text), None)
+        if word is not None:
+            # as llama-server does: generation ends with the stop word's tokens, the content without
+            # it, and (not streamed) the logprobs lose as many entries as the stop word has tokens
+            generated, stop_type = tokenize(text[: text.index(word) + len(word)]), "word"
         if n_predict is not None and 0 < n_predict < len(generated):
             generated, stop_type = generated[:n_predict], "limit"
         cached = 0
@@ -136,6 +141,9 @@ class FakeLlama:
             for i, t in enumerate(generated)
         ]
         content = detokenize([t for t in generated if t != EOS])
+        if stop_type == "word" and word is not None:
+            content = content[: -len(word)]
+            probs = probs[: len(probs) - min(len(probs), len(tokenize(word)))]
         return {
             "content": content,
             "tokens": generated,
@@ -177,7 +185,8 @@ class FakeLlama:
                 return JSONResponse(OVERFLOW_LLAMA, status_code=400)
             reply = self._next_reply()
             text = reply if isinstance(reply, str) else str(reply.get("content") or "")
-            return await self._generate(list(body["prompt"]), body.get("n_predict"), text)
+            stop = body.get("stop")
+            return await self._generate(list(body["prompt"]), body.get("n_predict"), text, [stop] if isinstance(stop, str) else stop)
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> Any:

@@ -291,3 +291,21 @@ def test_common_prefix_len_matches_a_plain_scan() -> None:
         b = a[: rng.randint(0, len(a))] + [rng.randint(0, 2) for _ in range(rng.randint(0, 5))]
         expected = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
         assert common_prefix_len(a, b) == expected
+
+
+async def test_a_stop_string_ends_the_call_before_it_with_ids_and_logprobs_that_match() -> None:
+    # llama-server, stopping on a stop string, returns its token ids but drops it from the content and
+    # from the logprobs; the call must end where the content ends (it was a model_error before)
+    fake = FakeLlama()
+    fake.replies.append("The answer is 42.\nQ: next question")
+    async with client_of(make_model(fake)) as client:
+        answer = await client.post(
+            "/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "6*7?"}], "stop": ["\nQ:"], "logprobs": True},
+        )
+    assert answer.status_code == 200, answer.text
+    choice = answer.json()["choices"][0]
+    assert choice["message"]["content"] == "The answer is 42."
+    ids = choice["message"]["generation_token_ids"]
+    assert ids == tokenize("The answer is 42.") and [e["id"] for e in choice["logprobs"]["content"]] == ids
+    assert len(choice["message"]["generation_log_probs"]) == len(ids)
