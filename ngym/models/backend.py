@@ -87,7 +87,9 @@ class Backend:
         transport: httpx.AsyncBaseTransport | None = None,
         *,
         max_connections: int | None = None,
-        connect_timeout_s: float = 10.0,
+        # 60 s as the collector's: a CPU-starved server accepts late (10 s lost 34 of 32,000 rollouts at
+        # 16,000 in flight, bench/README.md); a refused connection still fails at once
+        connect_timeout_s: float = 60.0,
         keepalive_s: float = KEEPALIVE_S,
     ) -> None:
         if max_connections is not None and max_connections < 1:
