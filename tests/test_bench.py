@@ -95,3 +95,18 @@ def test_peers_smoke(tmp_path: Path) -> None:
     for r in records:
         assert r["written"] == 8 and r["failures"] == 0 and r["mean_reward"] == 1.0, r
         assert r["model_calls_per_rollout"] == 3.0 and r["cpu_ms_per_rollout"] > 0 and r["peak_rss_mb"] > 0, r
+
+
+def test_adapter_smoke_finds_each_ecosystems_agent_and_refuses_a_reference_list_without_its_folder() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from adapter_smoke import ECOSYSTEMS, agent_names
+    finally:
+        sys.path.pop(0)
+    for env in ECOSYSTEMS:
+        config = REPO / "resources_servers" / env / "configs" / f"{env}.yaml"
+        assert agent_names(config) == [f"{env}_simple_agent"]
+        assert (REPO / "resources_servers" / env / "data" / "example.jsonl").exists()
+    done = subprocess.run([sys.executable, "bench/adapter_smoke.py", "--reference-envs", "mcqa"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--reference-envs needs --reference" in done.stderr
