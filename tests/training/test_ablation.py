@@ -40,3 +40,13 @@ def test_ablation_two_steps_every_arm_every_environment(tmp_path: Path) -> None:
     assert len(saved["arms"]) == 5
     table = (tmp_path / "table.md").read_text()
     assert table.count("| brevity_simple_agent |") == 5
+
+
+@needs_train
+def test_unknown_arm_is_refused_with_the_arms_there_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    module = load_example("multienv_ablation")
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--arms", "mixx", "--imbalance", "3", "--out", str(tmp_path)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "--arms mixx: no such arm" in err and "imbalanced_3x_naive" in err and " mix" in err
