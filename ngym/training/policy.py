@@ -22,6 +22,7 @@ Use it behind ``openai_model`` (a pass-through): ``policy_base_url = endpoint.ba
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -69,9 +70,19 @@ class Tokenizer(Protocol):  # the part of a transformers tokenizer used here
 
 class Generator(Protocol):
     """Samples a continuation of ``prompt_ids``; returns the generated ids (ending with an
-    end-of-turn id when the model stopped by itself) and each one's log-probability."""
+    end-of-turn id when the model stopped by itself) and each one's log-probability. With ``seed``
+    the sampling draws from a generator seeded with it (the same seed, prompt and weights give the
+    same ids, whatever else runs concurrently); without, from the generator's own stream."""
 
-    def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float) -> tuple[list[int], list[float]]: ...
+    def generate(
+        self, prompt_ids: list[int], max_new_tokens: int, temperature: float, seed: int | None = None
+    ) -> tuple[list[int], list[float]]: ...
+
+
+def derived_seed(*parts: object) -> int:
+    """A 63-bit seed from ``parts`` (stable across processes and Python versions, unlike ``hash``)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
 
 
 def _tools_text(tools: Sequence[Any]) -> str:
@@ -258,8 +269,11 @@ class PolicyEndpoint:
         prompt = self.renderer.prompt_ids(body)
         limit = body.max_output_tokens or self.max_output_tokens
         temperature = self.temperature if body.temperature is None else body.temperature
+        # a request's seed (one per rollout, set by GymGRPO) + the prompt's length: each call of an
+        # episode gets its own stream, independent of the order in which concurrent episodes arrive
+        seed = None if body.seed is None else derived_seed(body.seed, len(prompt))
         with self._lock:  # one generation at a time: the weights are shared with the trainer
-            generated, logprobs = self.generator.generate(prompt, limit, temperature)
+            generated, logprobs = self.generator.generate(prompt, limit, temperature, seed=seed)
             self._generated.setdefault(tuple(prompt), []).append(list(generated))
             self.calls += 1
         stopped = bool(generated) and generated[-1] in self.renderer.stop_ids

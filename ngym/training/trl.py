@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from ngym.rollout.evaluation import EvalReport, evaluate
 from ngym.training.api import RunningDeployment, deploy
-from ngym.training.policy import PolicyEndpoint
+from ngym.training.policy import PolicyEndpoint, derived_seed
 from ngym.training.view import EpisodeView, TokenFaithfulnessError, episode_view
 
 __all__ = ["GymGRPO", "HFGenerator", "gym_reward", "load_gguf_model", "smollm2_gguf"]
@@ -96,9 +96,12 @@ class HFGenerator:
         if seed is not None:
             self.rng.manual_seed(seed)
 
-    def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float) -> tuple[list[int], list[float]]:
+    def generate(
+        self, prompt_ids: list[int], max_new_tokens: int, temperature: float, seed: int | None = None
+    ) -> tuple[list[int], list[float]]:
         import torch
 
+        rng = self.rng if seed is None else torch.Generator(device="cpu").manual_seed(seed)
         model = self.model
         was_training = model.training
         model.eval()
@@ -112,7 +115,7 @@ class HFGenerator:
                     logits = out.logits[0, -1].float()
                     if temperature > 0:
                         logp = torch.log_softmax(logits / temperature, dim=-1)
-                        token = int(torch.multinomial(logp.exp().cpu(), 1, generator=self.rng).item())
+                        token = int(torch.multinomial(logp.exp().cpu(), 1, generator=rng).item())
                     else:
                         logp = torch.log_softmax(logits, dim=-1)
                         token = int(torch.argmax(logp).item())
@@ -165,6 +168,8 @@ class GymGRPO:
         if not any(Path(p).parts[:1] == ("responses_api_models",) for p in paths):
             paths.insert(0, OPENAI_MODEL)  # the pass-through model server in front of the endpoint
         self.config["config_paths"] = paths
+        self.seed = seed
+        self._batches = 0
         self.concurrency = concurrency
         self.pass_threshold = pass_threshold
         self.metrics_path = Path(metrics_path) if metrics_path is not None else None
@@ -216,7 +221,11 @@ class GymGRPO:
         if self.deployment is None:
             raise RuntimeError("GymGRPO is not started; use `with GymGRPO(...) as gym:` or call start()")
         self.endpoint.forget()
-        indexed = [{**row, "_ng_task_index": i, "_ng_rollout_index": 0} for i, row in enumerate(rows)]
+        batch = self._batches
+        self._batches += 1
+        indexed = [
+            self._seeded({**row, "_ng_task_index": i, "_ng_rollout_index": 0}, "train", batch, i) for i, row in enumerate(rows)
+        ]
         results = self.deployment.run(indexed, concurrency=self.concurrency)
         by_index = {r.key[0]: r for r in results}
         out = []
@@ -244,13 +253,30 @@ class GymGRPO:
         if self.deployment is None:
             raise RuntimeError("GymGRPO is not started; use `with GymGRPO(...) as gym:` or call start()")
         self.endpoint.forget()
-        results = self.deployment.run(rows, num_repeats=k, concurrency=self.concurrency, on_failure="yield")
+        # every (task, sample) its own seed, the same at every evaluation: the curves of a run (and of
+        # two runs, or two arms from the same weights) differ by what the policy learned, not by which
+        # concurrent episode drew which random numbers
+        expanded = [
+            self._seeded({**row, "_ng_task_index": i, "_ng_rollout_index": r}, "eval", i, r)
+            for i, row in enumerate(rows)
+            for r in range(k)
+        ]
+        results = self.deployment.run(expanded, concurrency=self.concurrency, on_failure="yield")
         self.endpoint.forget()
         return evaluate(
             [r.result for r in results if r.result is not None],
             [{**r.failure, "agent_ref": {"name": r.agent}} for r in results if r.failure is not None],
             pass_threshold=self.pass_threshold,
         )
+
+    def _seeded(self, row: dict[str, Any], *where: object) -> dict[str, Any]:
+        """``row`` with ``responses_create_params.seed`` derived from the gym's seed and ``where``
+        (the policy endpoint seeds each call's sampling with it); unchanged without a gym seed or
+        when the row sets its own."""
+        params = row.get("responses_create_params")
+        if self.seed is None or not isinstance(params, Mapping) or params.get("seed") is not None:
+            return row
+        return {**row, "responses_create_params": {**params, "seed": derived_seed(self.seed, *where)}}
 
     def eval_callback(self, rows: Sequence[Mapping[str, Any]], every: int, k: int = 1) -> Any:
         """A ``transformers.TrainerCallback`` that evaluates ``rows`` every ``every`` optimisation

@@ -52,7 +52,7 @@ class Script:
     def __init__(self, tokenizer: CharTokenizer, texts: list[str]) -> None:
         self.tokenizer, self.texts, self.prompts = tokenizer, list(texts), []
 
-    def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float) -> tuple[list[int], list[float]]:
+    def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float, seed: int | None = None) -> tuple[list[int], list[float]]:
         self.prompts.append(list(prompt_ids))
         ids = self.tokenizer.encode(self.texts.pop(0))[:max_new_tokens - 1] + [EOS]
         return ids, [-0.5] * len(ids)
@@ -103,7 +103,7 @@ def test_a_response_cut_by_the_token_limit_is_incomplete() -> None:
     endpoint = PolicyEndpoint(tok, Script(tok, ["a long answer"]), max_output_tokens=3)
 
     class NoStop(Script):
-        def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float) -> tuple[list[int], list[float]]:
+        def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float, seed: int | None = None) -> tuple[list[int], list[float]]:
             return [50] * max_new_tokens, [-1.0] * max_new_tokens
 
     endpoint.generator = NoStop(tok, [])

@@ -67,7 +67,7 @@ def test_multi_turn_tool_episode_trains_on_exactly_the_generated_ids() -> None:
         def __init__(self) -> None:
             self.calls: list[tuple[list[int], list[int]]] = []
 
-        def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float) -> tuple[list[int], list[float]]:
+        def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float, seed: int | None = None) -> tuple[list[int], list[float]]:
             ids = tokenizer.encode(texts[len(self.calls) % 2], add_special_tokens=False) + [eos]
             self.calls.append((list(prompt_ids), ids))
             return ids, [-0.25] * len(ids)
@@ -93,3 +93,55 @@ def test_multi_turn_tool_episode_trains_on_exactly_the_generated_ids() -> None:
         tool_part = tokenizer.decode(view.tokens[len(p1) + len(g1) : len(p2)])
         assert "<tool_response>" in tool_part and "cold" in tool_part
         assert view.logprobs is not None and view.logprobs[len(p1)] == -0.25
+
+
+@needs_train
+def test_every_rollout_samples_from_its_own_seed_whatever_the_concurrency() -> None:
+    """The held-out evaluation (and training rollouts) give each (task, sample) its own seed, passed
+    through the agent and the model server to the policy endpoint: the same generations at
+    concurrency 1 and 8, and at every evaluation; different samples of one task get different seeds."""
+    from ngym.training.trl import GymGRPO, smollm2_gguf
+    from transformers import AutoTokenizer
+
+    path = smollm2_gguf()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    eos = tokenizer.eos_token_id
+
+    class BySeed:  # what a seeded sampler does: the output is a function of the seed alone
+        def __init__(self) -> None:
+            self.seeds: list[int | None] = []
+
+        def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float, seed: int | None = None) -> tuple[list[int], list[float]]:
+            self.seeds.append(seed)
+            ids = tokenizer.encode(f"sample {seed}", add_special_tokens=False) + [eos]
+            return ids, [-0.5] * len(ids)
+
+    env = "resources_servers/brevity"
+    rows = [json.loads(line) | {"agent_ref": {"name": "brevity_simple_agent"}}
+            for line in (REPO / env / "data/example.jsonl").read_text().splitlines()[:3]]
+
+    def answers(concurrency: int, seed: int | None) -> tuple[dict[tuple[int, int], str], list[int | None]]:
+        gym = GymGRPO(None, tokenizer, {"config_paths": [f"{env}/configs/brevity.yaml"]}, concurrency=concurrency, seed=seed, out=io.StringIO())
+        gym.endpoint.generator = sampler = BySeed()
+        with gym:
+            for _ in range(2):  # two evaluations of the same weights
+                report = gym.evaluate(rows, k=2)
+                assert sum(e.rollouts for e in report.environments) == 6
+            results = gym.deployment.run(  # type: ignore[union-attr]
+                [gym._seeded({**r, "_ng_task_index": i, "_ng_rollout_index": j}, "eval", i, j) for i, r in enumerate(rows) for j in range(2)],
+                concurrency=concurrency,
+            )
+        texts = {(int(x.row["_ng_task_index"]), int(x.row["_ng_rollout_index"])): x.result["response"]["output"][-1]["content"][0]["text"]
+                 for x in results if x.result is not None}
+        return texts, sampler.seeds
+
+    one, seeds_one = answers(1, seed=0)
+    eight, seeds_eight = answers(8, seed=0)
+    assert one == eight and len(one) == 6
+    assert len(set(one.values())) == 6  # every (task, sample) its own seed
+    assert sorted(map(str, seeds_one)) == sorted(map(str, seeds_eight)) and None not in seeds_one
+    assert seeds_one[:6] != [] and sorted(map(str, seeds_one[:6])) == sorted(map(str, seeds_one[6:12]))  # each evaluation the same
+    other, _ = answers(8, seed=1)
+    assert set(other.values()).isdisjoint(one.values())
+    _, unseeded = answers(4, seed=None)
+    assert set(unseeded) == {None}
